@@ -1,0 +1,54 @@
+"""Exceptions raised by radiolab.
+
+Every error that concerns a file names it, so that a message in a batch log is enough
+to find the culprit.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class RadiolabError(Exception):
+    """Base class of all radiolab errors."""
+
+
+class InputError(RadiolabError, ValueError):
+    """An input file or folder that cannot be used, with the reason.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The offending file or folder.
+    problem : str
+        What is wrong with it, in words a user can act on.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        self.path = os.fspath(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class StageError(RadiolabError):
+    """A stage failed on one scan; carries the scan id and the stage name."""
+
+    def __init__(self, scan_id: str, stage: str, message: str) -> None:
+        self.scan_id = scan_id
+        self.stage = stage
+        self.message = message
+        super().__init__(f"{scan_id}: {stage}: {message}")
+
+
+class NoLungError(RadiolabError, ValueError):
+    """No lung island survived the lung-mask rules."""
+
+
+class OptionalDependencyError(RadiolabError, ImportError):
+    """An optional dependency (torch, Dask, pyradiomics) is missing."""
+
+    def __init__(self, package: str, feature: str) -> None:
+        super().__init__(
+            f"{feature} needs the optional package '{package}'. "
+            f"Install it with `make install` or `pip install 'radiolab[all]'`."
+        )

@@ -1,0 +1,304 @@
+"""Reading and writing volumes with their geometry, and atomic file output.
+
+Array convention
+----------------
+Volumes are numpy arrays indexed ``[z, y, x]`` (slice, row, column), the order of
+``SimpleITK.GetArrayFromImage``. ``Geometry.spacing`` follows the *array* order
+(z, y, x) in mm, so ``volume.shape`` and ``spacing`` line up axis by axis.
+``Geometry.origin`` is the physical LPS position (x, y, z) of voxel ``[0, 0, 0]`` in mm
+and ``Geometry.direction`` the ITK direction cosine matrix (row-major 3x3), whose
+columns are the physical directions of the index axes i, j, k (= x, y, z).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from radiolab.errors import InputError
+
+VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
+HU_MIN, HU_MAX = -32768, 32767
+# Refuse a scan whose voxel data alone would take more than this share of memory.
+MEMORY_SHARE_LIMIT = 0.5
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a voxel grid sits in the patient.
+
+    Attributes
+    ----------
+    spacing : tuple of float
+        Voxel size along the array axes (z, y, x), in mm.
+    origin : tuple of float
+        LPS position (x, y, z) of voxel ``[0, 0, 0]``, in mm.
+    direction : tuple of float
+        Row-major 3x3 direction cosines (ITK convention), columns = index axes i, j, k.
+    """
+
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        spacing = tuple(float(s) for s in self.spacing)
+        if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
+            raise ValueError(f"spacing must be three positive finite mm values, got {self.spacing}")
+        object.__setattr__(self, "spacing", spacing)
+        object.__setattr__(self, "origin", tuple(float(o) for o in self.origin))
+        object.__setattr__(self, "direction", tuple(float(d) for d in self.direction))
+
+    @property
+    def voxel_volume_ml(self) -> float:
+        """Volume of one voxel in mL (1 mL = 1000 mm^3)."""
+        return float(np.prod(self.spacing)) / 1000.0
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {"spacing": list(self.spacing), "origin": list(self.origin),
+                "direction": list(self.direction)}
+
+
+@dataclass
+class Volume:
+    """An HU volume (or any voxel map) with its geometry and its source path."""
+
+    array: np.ndarray
+    geometry: Geometry
+    path: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return self.geometry.spacing
+
+
+def scan_id(path: str | os.PathLike[str]) -> str:
+    """The scan's id: its file or folder name without volume extensions."""
+    name = Path(path).name
+    for suffix in sorted(VOLUME_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def is_volume_file(path: str | os.PathLike[str]) -> bool:
+    return str(path).lower().endswith(VOLUME_SUFFIXES)
+
+
+def available_memory_bytes() -> int:
+    """Memory the OS could give us now (MemAvailable), or total RAM as a fallback."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def _check_geometry(path: str, size: tuple[int, ...], spacing: tuple[float, ...]) -> None:
+    if len(size) != 3:
+        raise InputError(path, f"expected a 3-D volume, found {len(size)}-D image of size {size}")
+    if min(size) < 1:
+        raise InputError(path, f"empty volume of size {size}")
+    if not all(np.isfinite(s) and s > 0 for s in spacing):
+        raise InputError(path, f"voxel spacing must be positive, found {spacing} mm")
+
+
+def _check_memory(path: str, n_voxels: int, bytes_per_voxel: int) -> None:
+    # Reading makes one copy in the file's type and one in int16; the stages need a few more.
+    needed = n_voxels * (bytes_per_voxel + 2)
+    limit = available_memory_bytes() * MEMORY_SHARE_LIMIT
+    if needed > limit:
+        raise InputError(
+            path,
+            f"header promises {n_voxels} voxels ({needed / 2**30:.1f} GiB to read), more than "
+            f"half of the {limit / MEMORY_SHARE_LIMIT / 2**30:.1f} GiB of memory available; refusing",
+        )
+
+
+def to_hu_int16(array: np.ndarray, path: str = "") -> np.ndarray:
+    """Convert voxel values to int16 HU; non-integer values are rounded to 1 HU bins.
+
+    Raises
+    ------
+    InputError
+        If the values are not real numbers, not finite, or outside the int16 range.
+    """
+    if array.dtype == np.int16:
+        return array
+    if array.dtype.kind not in "iuf":
+        raise InputError(path, f"unsupported pixel type {array.dtype}; expected integer or float HU")
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise InputError(path, "volume contains NaN or infinite values")
+        array = np.rint(array)
+    lo, hi = array.min(), array.max()
+    if lo < HU_MIN or hi > HU_MAX:
+        raise InputError(path, f"values {lo}..{hi} lie outside the int16 HU range")
+    return array.astype(np.int16)
+
+
+def read_volume(path: str | os.PathLike[str]) -> Volume:
+    """Read a CT volume as int16 HU with its geometry.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An NRRD, NIfTI (.nii, .nii.gz) or MHA/MHD file, or a folder holding exactly one
+        DICOM CT series.
+
+    Returns
+    -------
+    Volume
+        ``array`` indexed (z, y, x) as int16 HU; non-integer input is rounded to 1 HU.
+
+    Raises
+    ------
+    InputError
+        Naming the file, if it is missing, unreadable, not 3-D, has non-positive spacing,
+        non-finite values or an unsupported pixel type, or is too large for memory.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        from radiolab.dicom import read_series_folder
+
+        return read_series_folder(path)
+    if not os.path.exists(path):
+        raise InputError(path, "file does not exist")
+    if os.path.getsize(path) == 0:
+        raise InputError(path, "file is empty (0 bytes)")
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise InputError(path, f"not a readable volume: {_first_line(error)}") from None
+    size = tuple(reader.GetSize())
+    _check_geometry(path, size, tuple(reader.GetSpacing()))
+    if reader.GetNumberOfComponents() != 1:
+        raise InputError(path, f"expected one value per voxel, found {reader.GetNumberOfComponents()}")
+    bytes_per_voxel = max(1, sitk.GetPixelIDValueAsString(reader.GetPixelID()).count("64") * 4 + 4)
+    _check_memory(path, int(np.prod(size, dtype=np.int64)), bytes_per_voxel)
+    try:
+        image = reader.Execute()
+    except RuntimeError as error:
+        raise InputError(path, f"cannot read voxel data (truncated or corrupt?): {_first_line(error)}") from None
+    array = sitk.GetArrayFromImage(image)
+    del image
+    hu = to_hu_int16(array, path)
+    geometry = Geometry(
+        spacing=tuple(reversed(reader.GetSpacing())),
+        origin=reader.GetOrigin(),
+        direction=reader.GetDirection(),
+    )
+    return Volume(hu, geometry, path)
+
+
+def read_header(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Key/value fields of an NRRD header (custom ``key:=value`` fields included)."""
+    import nrrd
+
+    return {k: v if isinstance(v, str) else str(v) for k, v in nrrd.read_header(os.fspath(path)).items()}
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    # ITK messages end with the useful sentence; keep it short.
+    return lines[-1] if lines else type(error).__name__
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` only on success.
+
+    An interrupted write leaves at most a hidden temporary file, never a truncated
+    ``path``.
+    """
+    path = os.fspath(path)
+    directory, name = os.path.split(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    suffix = "".join(Path(name).suffixes[-2:]) or ".tmp"
+    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=f".part{suffix}", dir=directory)
+    os.close(handle)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write a text file atomically."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def nrrd_geometry_fields(geometry: Geometry) -> dict[str, Any]:
+    """NRRD ``space``, ``space directions`` and ``space origin`` for a geometry."""
+    direction = np.asarray(geometry.direction, dtype=float).reshape(3, 3)
+    spacing_xyz = geometry.spacing[::-1]
+    # NRRD lists one vector per file axis (fastest first: x, y, z) = direction column * spacing.
+    space_directions = np.stack([direction[:, axis] * spacing_xyz[axis] for axis in range(3)])
+    return {
+        "space": "left-posterior-superior",
+        "space directions": space_directions,
+        "space origin": np.asarray(geometry.origin, dtype=float),
+        "kinds": ["domain", "domain", "domain"],
+    }
+
+
+def write_volume(
+    path: str | os.PathLike[str],
+    array: np.ndarray,
+    geometry: Geometry,
+    *,
+    fields: Mapping[str, Any] | None = None,
+    compression_level: int = 1,
+) -> None:
+    """Write a (z, y, x) array as a gzip NRRD with its geometry, atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination ``.nrrd`` file.
+    array : numpy.ndarray
+        Voxel data indexed (z, y, x); its dtype is kept.
+    geometry : Geometry
+        Spacing (mm), origin (mm) and direction written into the header.
+    fields : mapping, optional
+        Extra header fields, written as NRRD custom ``key:=value`` lines; non-string
+        values are stored as JSON.
+    compression_level : int
+        gzip level, 1 (fast, the default) to 9 (smallest).
+    """
+    import nrrd
+
+    if array.ndim != 3:
+        raise ValueError(f"write_volume needs a 3-D array, got shape {array.shape}")
+    header: dict[str, Any] = {"encoding": "gzip", **nrrd_geometry_fields(geometry)}
+    custom: dict[str, Any] = {}
+    for key, value in (fields or {}).items():
+        header[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        custom[key] = "string"
+    with atomic_path(path) as temporary:
+        nrrd.write(temporary, np.ascontiguousarray(array), header, index_order="C",
+                   compression_level=compression_level, custom_field_map=custom)
