@@ -1,0 +1,33 @@
+# radiolab: `make demo` runs the main job on a synthetic cohort, `make test` runs the tests.
+# Both create .venv and install everything first when it is missing or stale.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel versioneer numpy
+	# pyradiomics ships only sdists; they build against the numpy installed above.
+	# 3.1.0's sdist lacks its C headers and misreports its version, so 3.0.1 is used.
+	$(BIN)/pip install --quiet --no-build-isolation pyradiomics==3.0.1
+	# torch: the CPU build, pinned.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[all,test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/radiolab demo --out demo-out
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_segment.py
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache

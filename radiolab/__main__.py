@@ -1,0 +1,5 @@
+import sys
+
+from radiolab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,50 @@
+"""The ``radiolab`` command: one module per subcommand, each with ``main(argv)``.
+
+Subcommand modules are imported only when called, so ``radiolab segment`` never loads
+torch, Dask or pyradiomics.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "ingest": ("radiolab.cli.ingest", "convert DICOM series under a folder into NRRD volumes"),
+    "segment": ("radiolab.cli.segment", "lung masks, pooled mixture, tissue labels, median maps, summary"),
+    "demo": ("radiolab.cli.demo", "make a synthetic cohort and segment it"),
+}
+
+
+def _usage() -> str:
+    from radiolab import __version__
+
+    width = max(len(name) for name in SUBCOMMANDS)
+    lines = [f"usage: radiolab [--version] [-h] <command> [options]", "",
+             f"radiolab {__version__}: volumetric chest-CT radiomics.", "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in SUBCOMMANDS.items()]
+    lines += ["", "Run `radiolab <command> --help` for the options of a command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from radiolab import __version__
+
+        print(f"radiolab {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"radiolab: unknown command {name!r}; valid commands: {', '.join(SUBCOMMANDS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
