@@ -229,6 +229,14 @@ def _walk(root: str) -> Iterable[str]:
             yield os.path.join(folder, name)
 
 
+def _image_type(ds: Any) -> list[str]:
+    value = ds.get("ImageType")
+    if value is None:
+        return []
+    values = [value] if isinstance(value, str) else list(value)
+    return [_text(v).upper() for v in values]
+
+
 def _series_skip_reason(headers: list[Any]) -> str | None:
     """Why a series cannot be read as a CT volume, or None if it can."""
     n = len(headers)
@@ -246,15 +254,17 @@ def _series_skip_reason(headers: list[Any]) -> str | None:
     missing = count_missing("Rows", "Columns")
     if missing:
         return f"no pixel data (no Rows/Columns) in {missing} of {n} files"
-    frames = max(int(ds.get("NumberOfFrames") or 1) for ds in headers)
+    try:
+        frames = max(int(ds.get("NumberOfFrames") or 1) for ds in headers)
+    except (TypeError, ValueError):
+        return "NumberOfFrames is not a number"
     if frames > 1:
         return f"multi-frame image (NumberOfFrames={frames}) is not supported"
     for keyword in ("ImagePositionPatient", "ImageOrientationPatient"):
         missing = count_missing(keyword)
         if missing:
             return f"no {keyword} in {missing} of {n} files"
-    localizers = sum("LOCALIZER" in [_text(v).upper() for v in (ds.get("ImageType") or [])]
-                     for ds in headers)
+    localizers = sum("LOCALIZER" in _image_type(ds) for ds in headers)
     if localizers:
         return f"localizer (scout) images ({localizers} of {n} files), not a volume"
     return None
