@@ -209,8 +209,8 @@ def _scan_folder(folder: str, scans: list[ScanInput], skipped: list[tuple[str, s
 
         series, series_skipped = find_series(folder)
         for info in series:
-            scans.append(ScanInput(info.name, folder, info))
-        skipped.extend((str(item.path), item.reason) for item in series_skipped)
+            scans.append(ScanInput(info.name, str(info.folder), info))
+        skipped.extend((str(item.source), item.reason) for item in series_skipped)
     return len(scans) - before
 
 
