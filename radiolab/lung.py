@@ -19,7 +19,8 @@ paper's geometry (0.68 mm in-plane): opening ball 2 mm (3 x 0.68), islands of at
 
 Two backends compute the same masks: ``fast`` (distance transforms on the lung's
 bounding box, connected-components-3d) and ``reference`` (the paper's library calls:
-scipy.ndimage and SimpleITK), kept for agreement tests and benchmarks.
+scipy.ndimage and, for the voxel-unit closings, SimpleITK; in mm units scipy.ndimage
+with a physical ball), kept for agreement tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -311,7 +312,9 @@ def _closing(mask, spacing, radius, settings, backend) -> np.ndarray:
     if radius <= 0:
         return mask
     if backend == "reference":
-        return _sitk_closing(mask, spacing, radius, settings)
+        if settings.units == "voxel":
+            return _sitk_closing(mask, radius)
+        return _scipy_closing(mask, spacing, radius)
     if settings.units == "voxel":
         metric = (1.0, 1.0, 1.0)
         # SimpleITK's ball of radius r holds the offsets with |d| <= r + 0.5, i.e.
@@ -345,21 +348,31 @@ def _edt_closing(mask: np.ndarray, metric, radius_sq: float) -> np.ndarray:
     return out
 
 
-def _sitk_closing(mask, spacing, radius, settings) -> np.ndarray:
-    """The paper's closing: SimpleITK ball on the mask's box plus 20 voxels in-plane."""
+def _sitk_closing(mask: np.ndarray, radius: float) -> np.ndarray:
+    """The paper's closing: a SimpleITK ball on the mask's box plus 20 voxels in-plane."""
     import SimpleITK as sitk
 
     box = bounding_box(mask, pad=(0, 20, 20))
     if box is None:
         return mask
-    if settings.units == "voxel":
-        kernel_radius = [int(radius)] * 3
-    else:
-        kernel_radius = [max(int(round(radius / s)), 0) for s in spacing[::-1]]
     image = sitk.GetImageFromArray(mask[box].astype(np.uint8))
-    closed = sitk.BinaryMorphologicalClosing(image, kernel_radius, sitk.sitkBall, 1, True)
+    closed = sitk.BinaryMorphologicalClosing(image, [int(radius)] * 3, sitk.sitkBall, 1, True)
     out = np.zeros_like(mask)
     out[box] = sitk.GetArrayFromImage(closed).astype(bool)
+    return out
+
+
+def _scipy_closing(mask: np.ndarray, spacing, radius_mm: float) -> np.ndarray:
+    """Closing by a physical ball with scipy, on the box zero-padded by the radius."""
+    box = bounding_box(mask)
+    if box is None:
+        return mask
+    structure = ball(radius_mm, spacing)
+    pad = [(h // 2 + 1, h // 2 + 1) for h in structure.shape]
+    crop = np.pad(mask[box], pad)
+    closed = ndimage.binary_closing(crop, structure=structure)
+    out = np.zeros_like(mask)
+    out[box] = closed[tuple(slice(p[0], p[0] + (b.stop - b.start)) for p, b in zip(pad, box))]
     return out
 
 

@@ -226,6 +226,7 @@ def fit_mixture(
     reg_covar: float = 1e-6,
     seed: int = 0,
     n_scans: int = 1,
+    init: TissueMixture | None = None,
 ) -> TissueMixture:
     """Fit the Gaussian mixture exactly on all voxels of a (pooled) HU histogram.
 
@@ -245,6 +246,9 @@ def fit_mixture(
         Random seed of the k-means initialisations; equal seeds give equal fits.
     n_scans : int
         Number of scans pooled, recorded in the model.
+    init : TissueMixture, optional
+        Start EM from these parameters once instead of from ``n_init`` k-means
+        initialisations (scikit-learn's ``weights_init``/``means_init``/``precisions_init``).
 
     Returns
     -------
@@ -269,12 +273,15 @@ def fit_mixture(
     total = w.sum()
     random_state = check_random_state(seed)
     best = None
-    for _ in range(n_init):
-        kmeans = KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
-        assignment = kmeans.fit(x[:, None], sample_weight=w).labels_
-        resp = np.zeros((x.size, n_components))
-        resp[np.arange(x.size), assignment] = 1.0
-        weights, means, variances = _m_step(x, w, resp, reg_covar, total)
+    for _ in range(1 if init is not None else n_init):
+        if init is not None:
+            weights, means, variances = init.weights, init.means, init.variances
+        else:
+            kmeans = KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
+            assignment = kmeans.fit(x[:, None], sample_weight=w).labels_
+            resp = np.zeros((x.size, n_components))
+            resp[np.arange(x.size), assignment] = 1.0
+            weights, means, variances = _m_step(x, w, resp, reg_covar, total)
         lower_bound = -np.inf
         converged = False
         n_iter = 0
@@ -293,7 +300,8 @@ def fit_mixture(
     _, weights, means, variances, converged, n_iter = best
     settings = {"method": "histogram-weighted EM", "n_components": n_components, "n_init": n_init,
                 "tol": tol, "max_iter": max_iter, "reg_covar": reg_covar, "seed": seed,
-                "init": "k-means (weighted)", "converged": converged, "n_iter": n_iter}
+                "init": "k-means (weighted)" if init is None else "given", "converged": converged,
+                "n_iter": n_iter}
     mixture = TissueMixture(means, variances, weights, n_voxels=histogram.n_voxels,
                             n_scans=n_scans, settings=settings, source="fit")
     mixture.log_likelihood = mixture.mean_log_likelihood(histogram)
