@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from radiolab.lung import bounding_box
 from radiolab.mixture import CLASS_NAMES
 from radiolab.sides import IDENTITY_DIRECTION, SIDE_NAMES, split_sides
 
@@ -135,8 +136,13 @@ def summary_row(
     """
     if not labels.shape == volume.shape == mask.shape:
         raise ValueError(f"labels {labels.shape}, volume {volume.shape} and mask {mask.shape} differ in shape")
-    row: dict[str, Any] = dict(class_volumes(labels, spacing))
     sides = split_sides(mask, spacing, direction=direction)
+    # Everything counted lies in the lung's box; outside it labels and sides are 0.
+    box = bounding_box(sides.astype(bool) | (labels > 0))
+    if box is None:
+        box = (slice(0, 0),) * 3
+    labels, sides, volume, mask = labels[box], sides[box], volume[box], mask[box]
+    row: dict[str, Any] = dict(class_volumes(labels, spacing))
     for value, side in SIDE_NAMES.items():
         side_row = class_volumes(np.where(sides == value, labels, np.uint8(0)), spacing)
         row[f"{side}_lung_volume_ml"] = side_row["lung_volume_ml"]

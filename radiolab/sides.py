@@ -26,6 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
+from radiolab.lung import bounding_box
+
 RIGHT, LEFT = 1, 2
 SIDE_NAMES = {RIGHT: "right", LEFT: "left"}
 IDENTITY_DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
@@ -84,8 +86,6 @@ def split_sides(
     """
     import cc3d
     import edt
-
-    from radiolab.lung import bounding_box
 
     mask = np.asarray(mask)
     if mask.ndim != 3:

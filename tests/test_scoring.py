@@ -83,3 +83,13 @@ def test_summary_row_shape_mismatch(labelled):
     phantom, labels = labelled
     with pytest.raises(ValueError, match="shape"):
         summary_row(labels, phantom.volume[:-1], phantom.truth["lung"], SPACING)
+
+
+def test_summary_row_empty_lung():
+    labels = np.zeros((5, 6, 7), np.uint8)
+    volume = np.full(labels.shape, -1000, np.int16)
+    row = summary_row(labels, volume, labels > 0, SPACING)
+    assert row["lung_volume_ml"] == 0.0 and row["LI_pct"] == 0.0
+    assert row["right_lung_volume_ml"] == row["left_lung_volume_ml"] == 0.0
+    assert row["sides_found"] == 0
+    assert row["LAA950_pct"] == 0.0
