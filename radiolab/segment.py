@@ -52,7 +52,7 @@ from radiolab.mixture import (
     lung_histogram,
     sum_histograms,
 )
-from radiolab.scoring import class_volumes
+from radiolab.scoring import summary_row
 from radiolab.smoothing import median_labels
 
 OUTPUT_SUFFIXES = {
@@ -278,7 +278,8 @@ def label_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, mixture: Ti
     write_volume(paths["median"], smoothed, volume.geometry,
                  fields={**segment_fields, **provenance, "radiolab_median_size": str(config.median_size)},
                  compression_level=config.compression_level)
-    row = {"id": scan.id, **class_volumes(labels, volume.geometry.spacing)}
+    row = {"id": scan.id, **summary_row(labels, volume.array, mask, volume.geometry.spacing,
+                                        direction=volume.geometry.direction)}
     write_json_atomic(paths["row"], row)
     return row
 

@@ -13,6 +13,8 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("radiolab.cli.ingest", "convert DICOM series under a folder into NRRD volumes"),
     "segment": ("radiolab.cli.segment", "lung masks, pooled mixture, tissue labels, median maps, summary"),
+    "correlate": ("radiolab.cli.correlate", "correlate lung involvement with expert 0-5 scores (C, R^2, kappa)"),
+    "robustness": ("radiolab.cli.robustness", "stability of the pooled mixture over random subsets of scans"),
     "demo": ("radiolab.cli.demo", "make a synthetic cohort and segment it"),
 }
 
