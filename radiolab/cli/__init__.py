@@ -13,6 +13,8 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("radiolab.cli.ingest", "convert DICOM series under a folder into NRRD volumes"),
     "segment": ("radiolab.cli.segment", "lung masks, pooled mixture, tissue labels, median maps, summary"),
+    "qc": ("radiolab.cli.qc", "QC images (slices with tissue classes) and automatic flags of a segmented cohort"),
+    "report": ("radiolab.cli.report", "one self-contained HTML report of a segmented cohort"),
     "demo": ("radiolab.cli.demo", "make a synthetic cohort and segment it"),
 }
 
