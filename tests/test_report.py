@@ -396,6 +396,15 @@ def test_report_escapes_ids_and_messages(cohort, tmp_path):
     assert _external_resources(html) == []
 
 
+def test_report_of_a_cohort_where_every_scan_failed(tmp_path):
+    (tmp_path / "errors.csv").write_text("id,stage,message\ncase_x,lung_mask,/data/case_x.nrrd: no lung island\n")
+    result = write_report(tmp_path, tmp_path / "r.html")
+    html = result.path.read_text(encoding="utf-8")
+    assert "No scan was segmented" in html and "/data/case_x.nrrd: no lung island" in html
+    assert any("no gmm.json" in note for note in result.notes)
+    assert "data:image" not in html
+
+
 def test_report_cli_rejects_folder_without_outputs(tmp_path, capsys):
     assert report_cli.main([str(tmp_path), "--out", str(tmp_path / "r.html")]) == 2
     assert "summary.csv" in capsys.readouterr().err

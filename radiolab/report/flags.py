@@ -196,7 +196,7 @@ def robust_z(values: Sequence[float]) -> np.ndarray:
     Examples
     --------
     >>> robust_z([1.0, 2.0, 3.0, 4.0, 100.0]).round(2).tolist()
-    [-1.35, -0.67, 0.0, 0.67, 65.41]
+    [-1.35, -0.67, 0.0, 0.67, 65.43]
     """
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:

@@ -91,8 +91,10 @@ def li_figure(li_pct: Sequence[float]):
     -------
     matplotlib.figure.Figure
     """
+    from matplotlib.ticker import MaxNLocator
+
     values = np.asarray(li_pct, dtype=float)
-    fig = _figure(7.0, 3.2)
+    fig = _figure(6.0, 3.8)
     ax = fig.add_subplot()
     top = max(100.0, float(values.max()) if values.size else 100.0)
     ax.hist(values, bins=np.linspace(0, top, 21), color="#5b8db8", edgecolor="white")
@@ -102,6 +104,7 @@ def li_figure(li_pct: Sequence[float]):
         ax.axvline(median, color="#c0392b", linestyle="--", linewidth=1.2, label=f"median {median:.1f} %")
         ax.legend(frameon=False, loc="upper right")
     ax.set_xlim(0, top)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("lung involvement LI (%): GGO + consolidation + other dense, of lung volume")
     ax.set_ylabel("scans")
     ax.spines[["top", "right"]].set_visible(False)
@@ -127,7 +130,7 @@ def class_bars_figure(ids: Sequence[str], pct: np.ndarray):
     pct = np.asarray(pct, dtype=float).reshape(-1, 5)
     order = np.argsort(pct[:, 2:].sum(axis=1), kind="stable")
     n = len(ids)
-    fig = _figure(min(14.0, max(6.0, 0.32 * n + 2.5)), 3.8)
+    fig = _figure(min(14.0, max(6.0, 0.3 * n + 3.0)), 3.8)
     ax = fig.add_subplot()
     x = np.arange(n)
     bottom = np.zeros(n)
@@ -222,7 +225,8 @@ def _format_cell(column: str, value: str) -> tuple[str, str]:
 
 
 def _summary_table(columns: list[str], rows: list[dict[str, str]], flag_codes: dict[str, list[str]]):
-    columns = [c for c in columns if c != "flags"] + ["flags"]
+    # Flags right after the id, where they are seen without scrolling.
+    columns = [c for c in columns if c == "id"] + ["flags"] + [c for c in columns if c not in ("id", "flags")]
     table = []
     for row in rows:
         scan_id = row.get("id", "")
