@@ -478,3 +478,27 @@ def test_report_renders_in_chromium_without_network(report, tmp_path):
     # Figures were decoded and drawn: the Slicer yellow of healthy lung appears.
     yellow = (pixels[..., 0] > 240) & (pixels[..., 1] > 240) & (pixels[..., 2] < 30)
     assert yellow.sum() > 500
+
+
+def test_summary_table_sorts_on_header_click_in_chromium(report, cohort, tmp_path):
+    browser = _chromium()
+    _, labels_dir, _ = cohort
+    _, rows = _read_csv(labels_dir / "summary.csv")
+    expected = [row["id"] for row in sorted(rows, key=lambda r: -float(r["LI_pct"]))]
+    assert expected != [row["id"] for row in rows]  # unsorted, the table would fail the check
+    click = """<script>
+var th = Array.prototype.filter.call(document.querySelectorAll("#summary-table th"),
+                                     function (h) { return h.textContent === "LI_pct"; })[0];
+th.click(); th.click();
+document.title = "ORDER:" + Array.prototype.map.call(document.querySelectorAll("#summary-table tbody tr"),
+                                                     function (r) { return r.cells[0].textContent; }).join(",");
+</script></body>"""
+    page = tmp_path / "clicked.html"
+    page.write_text(report[0].read_text(encoding="utf-8").replace("</body>", click), encoding="utf-8")
+    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                           "--disable-background-networking", "--host-resolver-rules=MAP * ~NOTFOUND",
+                           f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    order = re.search(r"<title>ORDER:([^<]*)</title>", done.stdout)
+    assert order is not None and order.group(1).split(",") == expected
