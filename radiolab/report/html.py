@@ -236,7 +236,7 @@ def _summary_table(columns: list[str], rows: list[dict[str, str]], flag_codes: d
                 text = "; ".join(flag_codes.get(scan_id, [])) or row.get("flags", "")
                 cells.append({"text": text, "key": text, "num": False})
             else:
-                text, key = _format_cell(column, row.get(column, ""))
+                text, key = _format_cell(column, row.get(column) or "")
                 cells.append({"text": text, "key": key, "num": _number(row.get(column)) is not None})
         table.append({"id": scan_id, "cells": cells, "flagged": bool(flag_codes.get(scan_id))})
     return {"columns": columns, "rows": table}
