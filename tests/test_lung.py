@@ -57,15 +57,6 @@ def test_edt_closing_equals_simpleitk_ball(radius):
     assert np.array_equal(fast, expected.astype(bool))
 
 
-def test_opening_matches_scipy_iterated_cross():
-    from scipy import ndimage
-
-    from radiolab.lung import _cross_opening
-
-    mask = np.random.default_rng(1).random((20, 21, 22)) < 0.7
-    assert np.array_equal(_cross_opening(mask, 3), ndimage.binary_opening(mask, iterations=3))
-
-
 def test_border_touching_and_small_islands_are_removed():
     volume = np.full((30, 60, 60), 40, np.int16)
     volume[5:25, 10:30, 10:30] = -850  # inside: 8000 voxels of 1 mm^3 = 8 mL

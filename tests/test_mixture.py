@@ -169,3 +169,22 @@ def test_shipped_zaffino_model_has_published_parameters():
     assert mixture.stds == pytest.approx([44.00749401, 58.42144763, 94.48375709, 156.67553717, 193.99477924])
     assert mixture.weights == pytest.approx([0.33915991, 0.36163895, 0.13880557, 0.05467644, 0.10571913])
     assert isinstance(mixture, TissueMixture)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_weighted_kmeans_matches_scikit_learn_inertia(seed):
+    from sklearn.cluster import KMeans
+
+    from radiolab.mixture import weighted_kmeans_1d
+
+    histogram = _hist(_sample(seed))
+    x, w = histogram.values, histogram.counts.astype(float)
+    keep = w > 0
+    x, w = x[keep], w[keep]
+    assignment = weighted_kmeans_1d(x, w, 5, np.random.default_rng(seed))
+    assert sorted(set(assignment.tolist())) == [0, 1, 2, 3, 4]
+    centres = np.array([np.average(x[assignment == j], weights=w[assignment == j]) for j in range(5)])
+    assert np.all(np.diff(centres) > 0)
+    inertia = float(np.sum(w * (x - centres[assignment]) ** 2))
+    reference = KMeans(5, n_init=10, random_state=seed).fit(x[:, None], sample_weight=w).inertia_
+    assert inertia <= reference * 1.01
