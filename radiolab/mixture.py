@@ -359,6 +359,19 @@ def fit_mixture_reference(
     return _from_sklearn(model, source="scikit-learn", n_voxels=data.shape[0])
 
 
+def to_sklearn(mixture: TissueMixture):
+    """A fitted scikit-learn GaussianMixture with these parameters (components by mean)."""
+    from sklearn.mixture import GaussianMixture
+
+    model = GaussianMixture(n_components=len(mixture.means), covariance_type="full")
+    model.weights_ = mixture.weights.copy()
+    model.means_ = mixture.means[:, None].copy()
+    model.covariances_ = mixture.variances[:, None, None].copy()
+    model.precisions_cholesky_ = (1.0 / np.sqrt(mixture.variances))[:, None, None]
+    model.precisions_ = (1.0 / mixture.variances)[:, None, None]
+    return model
+
+
 def _from_sklearn(model, *, source: str, n_voxels: int = 0) -> TissueMixture:
     covariances = np.asarray(model.covariances_, dtype=np.float64).reshape(-1)
     return TissueMixture(np.asarray(model.means_).reshape(-1), covariances, np.asarray(model.weights_),
@@ -387,8 +400,8 @@ def label_tissue(
         HU below this are labelled as this value.
     backend : {"fast", "reference"}
         ``fast``: a float64 lookup table over the int16 HU range. ``reference``:
-        scikit-learn's ``predict`` on float64 voxels (never on integers, which
-        truncates its log-probabilities).
+        scikit-learn's ``GaussianMixture.predict`` on float64 voxels (never on
+        integers, which truncates its log-probabilities and shifts class boundaries).
 
     Returns
     -------
@@ -408,8 +421,7 @@ def label_tissue(
     sub = volume[box]
     if backend == "reference":
         values = np.maximum(sub[sub_mask].astype(np.float64), clip_hu)
-        log_prob = mixture.weighted_log_prob(values)
-        labels[box][sub_mask] = np.argmax(log_prob, axis=1) + 1
+        labels[box][sub_mask] = to_sklearn(mixture).predict(values[:, None]) + 1
         return labels
     if sub.dtype.kind == "f":
         sub = np.clip(np.rint(sub), -INT16_OFFSET, INT16_OFFSET - 1).astype(np.int16)

@@ -41,6 +41,7 @@ def split_sides(
     min_share: float = 0.05,
     max_erosion_mm: float = 50.0,
     step_mm: float | None = None,
+    grid_mm: float | None = 2.0,
 ) -> np.ndarray:
     """Label the voxels of a lung mask as right or left lung.
 
@@ -64,6 +65,12 @@ def split_sides(
     step_mm : float, optional
         Erosion step in mm, default the larger of 1 mm and the finest voxel size. Depths
         grow by this step, or by 25 % once that is larger, up to ``max_erosion_mm``.
+    grid_mm : float or None
+        Split on blocks of about this size, in mm (blocks of whole voxels, a block
+        being lung if any voxel in it is), then give every voxel its block's side.
+        Only voxels in blocks at the junction of the lungs can land on the other
+        side; the split of a 512 x 512 x 300 scan then takes a fraction of a second
+        instead of seconds. None splits at full resolution.
 
     Returns
     -------
@@ -84,9 +91,6 @@ def split_sides(
     >>> int(sides[0, 2, 2]), int(sides[0, 2, 8])
     (1, 2)
     """
-    import cc3d
-    import edt
-
     mask = np.asarray(mask)
     if mask.ndim != 3:
         raise ValueError(f"mask must be 3-D (z, y, x), got shape {mask.shape}")
@@ -104,6 +108,34 @@ def split_sides(
     step = max(1.0, min(spacing)) if step_mm is None else float(step_mm)
     if not step > 0:
         raise ValueError(f"step_mm must be positive, got {step_mm}")
+    blocks = (1, 1, 1) if grid_mm is None else tuple(max(1, int(grid_mm // s)) for s in spacing)
+    if blocks == (1, 1, 1):
+        return _split(mask, spacing, matrix, min_share, max_erosion_mm, step)
+    lung = mask.astype(bool, copy=False)
+    box = bounding_box(lung)
+    if box is None:
+        return np.zeros(mask.shape, dtype=np.uint8)
+    sub = lung[box]
+    padded_shape = tuple(-(-n // b) * b for n, b in zip(sub.shape, blocks))
+    padded = np.zeros(padded_shape, dtype=bool)
+    padded[tuple(slice(0, n) for n in sub.shape)] = sub
+    coarse = padded.reshape(padded_shape[0] // blocks[0], blocks[0], padded_shape[1] // blocks[1], blocks[1],
+                            padded_shape[2] // blocks[2], blocks[2]).any(axis=(1, 3, 5))
+    coarse_spacing = tuple(s * b for s, b in zip(spacing, blocks))
+    # Index x of the coarse grid still runs along the same physical direction.
+    coarse_sides = _split(coarse, coarse_spacing, matrix, min_share, max_erosion_mm,
+                          max(step, min(coarse_spacing)) if step_mm is None else step)
+    fine = coarse_sides
+    for axis, b in enumerate(blocks):
+        fine = np.repeat(fine, b, axis=axis)
+    sides = np.zeros(mask.shape, dtype=np.uint8)
+    sides[box] = np.where(sub, fine[tuple(slice(0, n) for n in sub.shape)], np.uint8(0))
+    return sides
+
+
+def _split(mask, spacing, matrix, min_share, max_erosion_mm, step) -> np.ndarray:
+    import cc3d
+    import edt
 
     sides = np.zeros(mask.shape, dtype=np.uint8)
     lung = mask.astype(bool, copy=False)
