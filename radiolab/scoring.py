@@ -45,8 +45,13 @@ def class_volumes(labels: np.ndarray, spacing: tuple[float, float, float]) -> di
         ``lung_volume_ml``; for each class ``<name>_ml`` (mL) and ``<name>_pct`` (% of
         lung volume); ``LI_pct`` (the paper's lung involvement, %).
     """
-    voxel_ml = float(np.prod(spacing)) / 1000.0
     counts = np.bincount(labels.ravel(), minlength=len(CLASS_NAMES) + 1)[: len(CLASS_NAMES) + 1]
+    return volumes_from_counts(counts, spacing)
+
+
+def volumes_from_counts(counts: np.ndarray, spacing: tuple[float, float, float]) -> dict[str, float]:
+    """`class_volumes` from the voxel count of each label 0..5."""
+    voxel_ml = float(np.prod(spacing)) / 1000.0
     lung_voxels = int(counts[1:].sum())
     row: dict[str, float] = {"lung_volume_ml": lung_voxels * voxel_ml}
     for index, name in enumerate(CLASS_NAMES, start=1):
@@ -142,13 +147,15 @@ def summary_row(
     if box is None:
         box = (slice(0, 0),) * 3
     labels, sides, volume, mask = labels[box], sides[box], volume[box], mask[box]
-    row: dict[str, Any] = dict(class_volumes(labels, spacing))
+    # One pass counts every (side, class) pair: code = 8 * side + label.
+    pairs = np.bincount((sides * np.uint8(8) + labels).ravel(), minlength=24)[:24].reshape(3, 8)[:, :6]
+    row: dict[str, Any] = dict(volumes_from_counts(pairs.sum(axis=0), spacing))
     for value, side in SIDE_NAMES.items():
-        side_row = class_volumes(np.where(sides == value, labels, np.uint8(0)), spacing)
+        side_row = volumes_from_counts(pairs[value], spacing)
         row[f"{side}_lung_volume_ml"] = side_row["lung_volume_ml"]
         for name in CLASS_NAMES:
             row[f"{side}_{name}_pct"] = side_row[f"{name}_pct"]
         row[f"{side}_LI_pct"] = side_row["LI_pct"]
-    row["sides_found"] = int(np.count_nonzero(np.bincount(sides.ravel(), minlength=3)[1:]))
+    row["sides_found"] = int(np.count_nonzero(pairs[1:].sum(axis=1)))
     row.update(density_indices(volume, mask))
     return row
