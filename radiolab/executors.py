@@ -26,15 +26,20 @@ them.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from radiolab.errors import InputError, OptionalDependencyError
+from radiolab.errors import InputError, OptionalDependencyError, RadiolabError
 
 DEFAULT_ATTEMPTS = 3
 CLUSTER_KINDS = ("local", "slurm", "pbs")
+
+
+class BackendError(RadiolabError):
+    """A pool or cluster could not be started or reached."""
 
 
 @dataclass(frozen=True)
@@ -491,7 +496,7 @@ def local_cluster(workers: int, *, attempts: int = DEFAULT_ATTEMPTS, threads_per
     return distributed.LocalCluster(
         n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
         host="127.0.0.1", dashboard_address=None, memory_limit=memory_limit,
-        scheduler_kwargs={"allowed_failures": attempts - 1}, silence_logs="error",
+        scheduler_kwargs={"allowed_failures": attempts - 1}, silence_logs=logging.ERROR,
     )
 
 
@@ -582,6 +587,15 @@ def make_executor(
         return SerialExecutor(attempts=attempts) if jobs == 1 else JoblibExecutor(jobs, attempts=attempts)
 
     distributed = _import_distributed(chosen[0])
+    try:
+        return _dask_executor(distributed, cluster=cluster, workers=workers, scheduler=scheduler,
+                              scheduler_file=scheduler_file, cluster_config=cluster_config, attempts=attempts)
+    except (OSError, RuntimeError, TimeoutError) as error:
+        raise BackendError(f"cannot start or reach the Dask backend ({chosen[0]}): {_one_line(error)}") from error
+
+
+def _dask_executor(distributed, *, cluster, workers, scheduler, scheduler_file, cluster_config,
+                   attempts) -> DaskExecutor:
     if scheduler is not None:
         client = distributed.Client(scheduler)
         return DaskExecutor(client, attempts=attempts, owned=(client,), label=f"dask scheduler {scheduler}")

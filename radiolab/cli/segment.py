@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _get_parser().parse_args(argv)
     from radiolab.segment import find_inputs, segment_cohort
 
-    from radiolab.errors import OptionalDependencyError
+    from radiolab.errors import RadiolabError
     from radiolab.executors import parse_shard
 
     if args.jobs < 1:
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipped {path}: {reason}", file=sys.stderr)
         report = segment_cohort(scans, args.out, config, shard=args.shard, progress=not args.quiet,
                                 **backend_kwargs(args))
-    except (InputError, ValueError, OptionalDependencyError) as error:
+    except (RadiolabError, ValueError) as error:
         print(f"radiolab segment: error: {error}", file=sys.stderr)
         return 2
     if not args.quiet:
