@@ -199,7 +199,8 @@ class JoblibExecutor(Executor):
             while pending:
                 finished: set[int] = set()
                 try:
-                    parallel = Parallel(n_jobs=min(self.jobs, len(pending)), return_as="generator_unordered")
+                    # Never n_jobs=1: joblib would run in this process, where a crash is fatal.
+                    parallel = Parallel(n_jobs=max(self.jobs, 2), return_as="generator_unordered")
                     for index, outcome in parallel(delayed(task)((i, items[i])) for i in pending):
                         results[index] = outcome
                         finished.add(index)
@@ -496,7 +497,10 @@ def local_cluster(workers: int, *, attempts: int = DEFAULT_ATTEMPTS, threads_per
     return distributed.LocalCluster(
         n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
         host="127.0.0.1", dashboard_address=None, memory_limit=memory_limit,
-        scheduler_kwargs={"allowed_failures": attempts - 1}, silence_logs=logging.ERROR,
+        # The scheduler's HTTP server (metrics only, no dashboard) on a free loopback port.
+        scheduler_kwargs={"allowed_failures": attempts - 1, "dashboard": False,
+                          "dashboard_address": "127.0.0.1:0"},
+        silence_logs=logging.ERROR,
     )
 
 
@@ -522,8 +526,11 @@ def jobqueue_cluster(kind: str, config: ClusterConfig = ClusterConfig(), *,
     except ImportError:
         raise OptionalDependencyError("dask-jobqueue", f"--cluster {kind}") from None
     cls = dask_jobqueue.SLURMCluster if kind == "slurm" else dask_jobqueue.PBSCluster
-    scheduler_options = {"dashboard_address": None, **config.scheduler_options,
-                         "allowed_failures": attempts - 1}
+    options = dict(config.scheduler_options)
+    # No dashboard unless its address is given; the HTTP server then takes a free port.
+    options.setdefault("dashboard", "dashboard_address" in options)
+    options.setdefault("dashboard_address", ":0")
+    scheduler_options = {**options, "allowed_failures": attempts - 1}
     return cls(scheduler_options=scheduler_options, **config.jobqueue_kwargs(kind))
 
 

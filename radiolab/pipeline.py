@@ -184,9 +184,11 @@ def _hash(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _import_stage_module(stage: str, module: str):
+def _import_stage_module(stage: str):
+    """The module a registered stage runs (imported now, not when radiolab is)."""
     import importlib
 
+    module = STAGES[stage].module
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as error:
@@ -214,7 +216,7 @@ def _run_ingest(context: RunContext, params: IngestParams) -> StageResult:
             and all(os.path.isfile(p) for p in written)):
         context.state["fingerprint"] = key
         return StageResult("ingest", "skipped", "up to date", previous.get("outputs", {}), key, up_to_date=True)
-    dicom = _import_stage_module("ingest", "radiolab.dicom")
+    dicom = _import_stage_module("ingest")
     report = dicom.ingest(root, out, compression_level=params.compression_level)
     if not report.written:
         problems = "; ".join(str(x) for x in [*report.failed, *report.skipped][:3])
@@ -275,7 +277,7 @@ def _run_features(context: RunContext, params: FeaturesParams) -> StageResult:
     skipped = _up_to_date(context, "features", key, [out])
     if skipped is not None:
         return skipped
-    cli = _import_stage_module("features", "radiolab.cli.features")
+    cli = _import_stage_module("features")
     scans = context.state.get("scans", context.inputs)
     argv = ["--in", *scans, "--labels", context.state["labels"], "--out", str(out), "--map", params.map,
             "--jobs", str(context.backend.get("jobs", 1))]
@@ -298,7 +300,7 @@ def _run_correlate(context: RunContext, params: CorrelateParams) -> StageResult:
     skipped = _up_to_date(context, "correlate", key, [out])
     if skipped is not None:
         return skipped
-    stats = _import_stage_module("correlate", "radiolab.stats")
+    stats = _import_stage_module("correlate")
     stats.run_correlation(context.scores, context.state["labels"], str(out), id_col=params.id_col,
                           score_col=params.score_col, iterations=params.iterations, seed=params.seed)
     return StageResult("correlate", "done", f"wrote {out}", {"correlation": str(out)}, key)
@@ -651,10 +653,13 @@ def run_pipeline(
 def module_available(module: str) -> bool:
     """True if ``module`` can be imported (without importing it)."""
     import importlib.util
+    import sys
 
+    if module in sys.modules:
+        return sys.modules[module] is not None
     try:
         return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
+    except (ModuleNotFoundError, ValueError):
         return False
 
 
