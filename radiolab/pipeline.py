@@ -199,8 +199,7 @@ def _import_stage_module(stage: str):
 
 
 def _run_ingest(context: RunContext, params: IngestParams) -> StageResult:
-    if any(is_volume_file(p) for p in context.inputs) or any(
-            os.path.isdir(p) and any(is_volume_file(e.name) for e in os.scandir(p)) for p in context.inputs):
+    if any(is_volume_file(p) or _holds_volume_files(p) for p in context.inputs):
         context.state["scans"] = list(context.inputs)
         context.state["fingerprint"] = ""
         return StageResult("ingest", "skipped", "the inputs are volume files; nothing to convert")
@@ -224,6 +223,13 @@ def _run_ingest(context: RunContext, params: IngestParams) -> StageResult:
     context.state["fingerprint"] = key
     message = f"{len(report.written)} series written, {len(report.skipped)} skipped, {len(report.failed)} failed"
     return StageResult("ingest", "done", message, {"volumes": str(out), "written": sorted(report.written)}, key)
+
+
+def _holds_volume_files(path: str) -> bool:
+    if not os.path.isdir(path):
+        return False
+    with os.scandir(path) as entries:
+        return any(is_volume_file(entry.name) for entry in entries)
 
 
 def _listing_fingerprint(root: str) -> str:
