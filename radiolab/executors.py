@@ -30,7 +30,7 @@ import logging
 import os
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from radiolab.errors import InputError, OptionalDependencyError, RadiolabError
 
@@ -93,6 +93,20 @@ class Executor:
             progress: bool = False, keys: Sequence[str] | None = None) -> list[Any]:
         """``[function(item) for item in items]``, a :class:`TaskFailure` where it failed.
 
+        See `imap` for the parameters.
+        """
+        results: list[Any] = [None] * len(items)
+        for index, result in self.imap(function, items, description=description, progress=progress, keys=keys):
+            results[index] = result
+        return results
+
+    def imap(self, function: Callable[[Any], Any], items: Sequence[Any], *, description: str = "",
+             progress: bool = False, keys: Sequence[str] | None = None) -> Iterator[tuple[int, Any]]:
+        """``(index, function(items[index]))`` pairs as tasks finish, in any order.
+
+        A :class:`TaskFailure` stands for the result of a task that failed on every
+        attempt. Consuming results as they come keeps only one in memory at a time.
+
         Parameters
         ----------
         function : callable
@@ -144,16 +158,15 @@ class SerialExecutor(Executor):
     def in_process(self) -> bool:
         return True
 
-    def map(self, function, items, *, description="", progress=False, keys=None):
+    def imap(self, function, items, *, description="", progress=False, keys=None):
         bar = _progress_bar(len(items), description, progress)
-        results = []
         try:
-            for item in items:
-                results.append(_attempt(function, item, self.attempts))
+            for index, item in enumerate(items):
+                result = _attempt(function, item, self.attempts)
                 bar.update()
+                yield index, result
         finally:
             bar.close()
-        return results
 
 
 class _Indexed:
@@ -187,10 +200,9 @@ class JoblibExecutor(Executor):
     def describe(self) -> str:
         return f"joblib, {self.jobs} processes"
 
-    def map(self, function, items, *, description="", progress=False, keys=None):
+    def imap(self, function, items, *, description="", progress=False, keys=None):
         from joblib import Parallel, delayed
 
-        results: list[Any] = [None] * len(items)
         pending = list(range(len(items)))
         deaths = 0
         bar = _progress_bar(len(items), description, progress)
@@ -202,9 +214,9 @@ class JoblibExecutor(Executor):
                     # Never n_jobs=1: joblib would run in this process, where a crash is fatal.
                     parallel = Parallel(n_jobs=max(self.jobs, 2), return_as="generator_unordered")
                     for index, outcome in parallel(delayed(task)((i, items[i])) for i in pending):
-                        results[index] = outcome
                         finished.add(index)
                         bar.update()
+                        yield index, outcome
                 except Exception as error:  # a dead worker breaks the pool
                     if not _is_pool_death(error):
                         raise
@@ -212,14 +224,13 @@ class JoblibExecutor(Executor):
                     pending = [i for i in pending if i not in finished]
                     if deaths >= self.attempts:
                         for index in pending:
-                            results[index] = TaskFailure(f"worker process died: {_one_line(error)}", deaths)
                             bar.update()
+                            yield index, TaskFailure(f"worker process died: {_one_line(error)}", deaths)
                         pending = []
                     continue
                 pending = []
         finally:
             bar.close()
-        return results
 
 
 def _is_pool_death(error: BaseException) -> bool:
@@ -261,9 +272,9 @@ class DaskExecutor(Executor):
     def describe(self) -> str:
         return self._label
 
-    def map(self, function, items, *, description="", progress=False, keys=None):
+    def imap(self, function, items, *, description="", progress=False, keys=None):
         if not items:
-            return []
+            return
         from dask.base import tokenize
         from distributed import as_completed
 
@@ -275,23 +286,20 @@ class DaskExecutor(Executor):
         task_keys = [f"{prefix}-{name}-{token}" for name in names]
         futures = self.client.map(function, items, key=task_keys, retries=self.attempts - 1, pure=False)
         position = {future.key: index for index, future in enumerate(futures)}
-        results: list[Any] = [None] * len(items)
         bar = _progress_bar(len(items), description, progress)
         try:
             for future in as_completed(futures):
-                index = position[future.key]
                 if future.status == "finished":
-                    results[index] = future.result()
+                    result = future.result()
                 else:
-                    error = future.exception()
-                    results[index] = TaskFailure(_describe_dask_error(error), self.attempts)
-                bar.update()
+                    result = TaskFailure(_describe_dask_error(future.exception()), self.attempts)
                 future.release()
+                bar.update()
+                yield position[future.key], result
         finally:
             bar.close()
             for future in futures:
                 future.release()
-        return results
 
     def close(self) -> None:
         for thing in reversed(self._owned):

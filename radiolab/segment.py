@@ -4,8 +4,9 @@ The run is a map-reduce:
 
 1. map, per scan: read, ``lung_mask``, ``lung_histogram``; write ``<id>_lung.nrrd`` and
    the histogram ``<id>_hist.json`` (a few KB);
-2. reduce: sum the histograms in sorted-id order, ``fit_mixture`` -> ``gmm.json``
-   (skipped when a model is given);
+2. reduce: sum the histograms as they arrive (exact int64 counts: the same total in
+   any order), ``fit_mixture`` on one thread -> ``gmm.json`` (skipped when a model is
+   given);
 3. map, per scan: ``label_tissue``, ``median_labels``; write ``<id>_labels.nrrd``,
    ``<id>_labels_median.nrrd`` and the scan's summary row ``<id>_summary.json``.
 
@@ -64,7 +65,6 @@ from radiolab.mixture import (
     label_tissue,
     load_mixture,
     lung_histogram,
-    sum_histograms,
 )
 from radiolab.scoring import class_volumes
 from radiolab.smoothing import median_labels
@@ -533,7 +533,7 @@ def _describe(scan: ScanInput, error: BaseException | TaskFailure) -> str:
 
 @dataclass
 class MaskOutcome:
-    histogram: Histogram
+    histogram: Histogram | None
     input_hash: str
     skipped: bool
     volume: Volume | None = None
@@ -599,34 +599,65 @@ def resolve_model(config: SegmentConfig) -> TissueMixture | None:
     return load_mixture(config.model, trust_pickle=config.trust_pickle)
 
 
-def fit_pooled(histograms: Mapping[str, Histogram], config: SegmentConfig) -> TissueMixture:
-    """Fit the mixture on the sum of per-scan histograms.
+@dataclass
+class PooledHistogram:
+    """The running sum of per-scan lung histograms, and a key per scan that went in.
 
-    The histograms are summed in sorted-id order and the fit runs on one thread, so
-    the result depends on the histograms and the seed only, not on the backend, the
-    order in which scans finished, or the machine's core count.
+    Sums are exact int64 counts, so the total is the same in any order of addition;
+    memory stays at one histogram (a few thousand 1-HU bins) plus one short key per
+    scan, however many scans are pooled.
+    """
+
+    total: Histogram | None = None
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def add(self, scan_id_: str, histogram: Histogram) -> None:
+        if scan_id_ in self.keys:
+            raise ValueError(f"scan {scan_id_!r} pooled twice")
+        self.keys[scan_id_] = histogram_key(histogram)
+        self.total = histogram if self.total is None else self.total + histogram
+
+    @property
+    def n_scans(self) -> int:
+        return len(self.keys)
+
+    @classmethod
+    def of(cls, histograms: Mapping[str, Histogram]) -> "PooledHistogram":
+        """Pool a mapping of scan id -> histogram, in sorted-id order."""
+        pooled = cls()
+        for scan_id_ in sorted(histograms):
+            pooled.add(scan_id_, histograms[scan_id_])
+        return pooled
+
+
+def fit_pooled(pooled: PooledHistogram, config: SegmentConfig) -> TissueMixture:
+    """Fit the mixture on a cohort's pooled histogram.
+
+    The fit runs on one thread, so the result depends on the summed counts and the
+    seed only: not on the backend, the order in which scans finished, or the
+    machine's core count.
 
     Raises
     ------
     ValueError
-        If there is no histogram or too few distinct HU values.
+        If nothing was pooled or there are too few distinct HU values.
     """
     from threadpoolctl import threadpool_limits
 
-    ids = sorted(histograms)
-    total = sum_histograms(histograms[i] for i in ids)
+    if pooled.total is None:
+        raise ValueError("no histograms to fit")
     with threadpool_limits(limits=1):
-        return fit_mixture(total, seed=config.seed, n_init=config.n_init, tol=config.tol, n_scans=len(ids))
+        return fit_mixture(pooled.total, seed=config.seed, n_init=config.n_init, tol=config.tol,
+                           n_scans=pooled.n_scans)
 
 
-def mixture_record(mixture: TissueMixture, config: SegmentConfig,
-                   histograms: Mapping[str, Histogram]) -> dict[str, Any]:
+def mixture_record(mixture: TissueMixture, config: SegmentConfig, pooled: PooledHistogram) -> dict[str, Any]:
     """The content of ``gmm.json``: the mixture, the scans pooled and the settings."""
     record = mixture.to_json()
-    record["scans"] = sorted(histograms)
+    record["scans"] = sorted(pooled.keys)
     record["segment_config"] = config.to_json()
     record["fit_key"] = config.fit_key()
-    record["histograms"] = {i: histogram_key(histograms[i]) for i in sorted(histograms)}
+    record["histograms"] = {i: pooled.keys[i] for i in sorted(pooled.keys)}
     return json.loads(json.dumps(record))
 
 
@@ -635,41 +666,40 @@ def mixture_from_record(record: Mapping[str, Any], *, source: str = "gmm.json") 
     return TissueMixture.from_json(dict(record), source=str(record.get("source") or source))
 
 
-def _gmm_covers(record: dict[str, Any] | None, config: SegmentConfig,
-                histograms: Mapping[str, Histogram], *, exact: bool) -> bool:
+def _gmm_covers(record: dict[str, Any] | None, config: SegmentConfig, keys: Mapping[str, str], *,
+                exact: bool) -> bool:
     if record is None or record.get("fit_key") != config.fit_key():
         return False
     recorded = record.get("histograms")
     if not isinstance(recorded, dict):
         return False
-    keys = {i: histogram_key(h) for i, h in histograms.items()}
     if exact:
-        return recorded == keys
+        return recorded == dict(keys)
     return all(recorded.get(i) == key for i, key in keys.items())
 
 
-def pooled_mixture(out_dir: str | os.PathLike[str], config: SegmentConfig, histograms: Mapping[str, Histogram],
+def pooled_mixture(out_dir: str | os.PathLike[str], config: SegmentConfig, pooled: PooledHistogram,
                    *, force: bool = False) -> TissueMixture:
-    """Fit (or reuse) the pooled mixture of ``histograms`` and write ``gmm.json``.
+    """Fit (or reuse) the mixture of a pooled histogram and write ``gmm.json``.
 
-    An existing ``gmm.json`` fitted with the same settings on exactly the same
+    An existing ``gmm.json`` fitted with the same settings on exactly the same scan
     histograms is reused unless ``force``.
     """
     path = Path(out_dir) / "gmm.json"
     existing = _read_json(path)
-    if not force and _gmm_covers(existing, config, histograms, exact=True):
+    if not force and _gmm_covers(existing, config, pooled.keys, exact=True):
         return mixture_from_record(existing)
-    record = mixture_record(fit_pooled(histograms, config), config, histograms)
+    record = mixture_record(fit_pooled(pooled, config), config, pooled)
     write_json_atomic(path, record)
     return mixture_from_record(record)
 
 
 def matching_mixture(out_dir: str | os.PathLike[str], config: SegmentConfig,
-                     histograms: Mapping[str, Histogram]) -> TissueMixture | None:
-    """The mixture of ``gmm.json`` if it was fitted with these settings on these histograms
-    (among others): what a shard may label with. None otherwise."""
+                     keys: Mapping[str, str]) -> TissueMixture | None:
+    """The mixture of ``gmm.json`` if it was fitted with these settings on these scans'
+    histograms (among others): what a shard may label with. None otherwise."""
     record = _read_json(Path(out_dir) / "gmm.json")
-    if histograms and _gmm_covers(record, config, histograms, exact=False):
+    if keys and _gmm_covers(record, config, keys, exact=False):
         return mixture_from_record(record)
     return None
 
@@ -755,29 +785,34 @@ def _segment(scans, out: Path, config: SegmentConfig, mixture: TissueMixture | N
     report = SegmentReport(executor=executor.describe())
     # One scan in this process: keep its arrays between the two passes instead of rereading.
     keep = executor.in_process and len(scans) == 1
-    masked = executor.map(_MaskTask(str(out), config, keep, force), list(scans), description="lung masks",
-                          progress=progress, keys=[s.id for s in scans])
-    survivors: list[tuple[ScanInput, MaskOutcome]] = []
-    for scan, outcome in zip(scans, masked):
+    # Results are consumed as they arrive: each histogram joins the running sum and is
+    # dropped, so the client holds one histogram however large the cohort.
+    pooled = PooledHistogram()
+    kept: dict[int, tuple[ScanInput, MaskOutcome]] = {}
+    for index, outcome in executor.imap(_MaskTask(str(out), config, keep, force), list(scans),
+                                        description="lung masks", progress=progress, keys=[s.id for s in scans]):
+        scan = scans[index]
         result, error = _unpack(scan, "lung_mask", outcome)
         if error is not None:
             report.errors.append(error)
             _record_error(out, error)
             continue
         _unlink(output_paths(out, scan.id)["error"])
-        survivors.append((scan, result))
-    histograms = {scan.id: result.histogram for scan, result in survivors}
+        pooled.add(scan.id, result.histogram)
+        result.histogram = None
+        kept[index] = (scan, result)
+    survivors = [kept[index] for index in sorted(kept)]
     if mixture is None and survivors:
         if sharded:
-            mixture = matching_mixture(out, config, histograms)
+            mixture = matching_mixture(out, config, pooled.keys)
             if mixture is None:
-                report.pending = sorted(histograms)
+                report.pending = sorted(pooled.keys)
                 report.done = [scan.id for scan, result in survivors if not result.skipped]
                 report.skipped = [scan.id for scan, result in survivors if result.skipped]
                 return report
         else:
             try:
-                mixture = pooled_mixture(out, config, histograms, force=force)
+                mixture = pooled_mixture(out, config, pooled, force=force)
             except ValueError as error:
                 for scan, _ in survivors:
                     report.errors.append(ScanError(scan.id, "fit", f"pooled mixture fit failed: {error}"))
@@ -855,34 +890,36 @@ def fit_cohort(
                     found[scan] = Path(entry.path)
         return found
 
-    records: dict[str, dict[str, Any]] = {}
-    for scan, path in listed(OUTPUT_SUFFIXES["histogram"]).items():
+    histogram_paths = listed(OUTPUT_SUFFIXES["histogram"])
+    error_records = {scan: _read_json(path) for scan, path in listed(OUTPUT_SUFFIXES["error"]).items()}
+    if not histogram_paths and not error_records:
+        raise InputError(out, "no <id>_hist.json records found; run `radiolab segment` (with --shard) first")
+    report = SegmentReport(executor="fit")
+    # One record at a time, in sorted-id order: memory does not grow with the cohort
+    # beyond one input hash per scan.
+    pooled = PooledHistogram()
+    input_hashes: dict[str, str] = {}
+    first: tuple[str, Any] | None = None
+    for scan, path in histogram_paths.items():
         record = _read_json(path)
         if record is None or "histogram" not in record or "config" not in record:
             raise InputError(path, "not a radiolab histogram record")
-        records[scan] = record
-    error_records = {scan: _read_json(path) for scan, path in listed(OUTPUT_SUFFIXES["error"]).items()}
-    if not records and not error_records:
-        raise InputError(out, "no <id>_hist.json records found; run `radiolab segment` (with --shard) first")
-    report = SegmentReport(executor="fit")
-    config = None
-    if records:
-        first = next(iter(records))
-        for scan, record in records.items():
-            if record["config"] != records[first]["config"]:
-                raise InputError(output_paths(out, scan)["histogram"],
-                                 f"made with settings different from {output_paths(out, first)['histogram'].name}'s; "
-                                 "rerun the shards with one set of options")
-        config = SegmentConfig.from_json(records[first]["config"])
-        histograms = {scan: Histogram.from_json(r["histogram"]) for scan, r in records.items()}
+        if first is None:
+            first = (path.name, record["config"])
+        elif record["config"] != first[1]:
+            raise InputError(path, f"made with settings different from {first[0]}'s; "
+                                   "rerun the shards with one set of options")
+        pooled.add(scan, Histogram.from_json(record["histogram"]))
+        input_hashes[scan] = str(record.get("input_hash", ""))
+    if first is not None:
+        config = SegmentConfig.from_json(first[1])
         mixture = resolve_model(config)
         if mixture is None:
-            mixture = pooled_mixture(out, config, histograms, force=force)
+            mixture = pooled_mixture(out, config, pooled, force=force)
         report.mixture = mixture
         key = config.label_key(mixture)
-        for scan, record in records.items():
-            paths = output_paths(out, scan)
-            row = current_row(paths, record.get("input_hash", ""), key)
+        for scan, input_hash in input_hashes.items():
+            row = current_row(output_paths(out, scan), input_hash, key)
             if row is not None:
                 report.rows.append(row)
             elif scan not in error_records:
