@@ -381,8 +381,14 @@ def _read_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def histogram_key(histogram: Histogram) -> str:
-    """Hash of a histogram's counts (identifies a scan's contribution to a pooled fit)."""
-    return _hash(histogram.to_json())
+    """Hash of a histogram's non-zero range of counts (a scan's contribution to a pooled fit)."""
+    present = np.flatnonzero(histogram.counts)
+    payload = b""
+    if present.size:
+        first, last = int(present[0]), int(present[-1])
+        payload = (np.int64(histogram.lo + first).astype("<i8").tobytes()
+                   + histogram.counts[first: last + 1].astype("<i8").tobytes())
+    return hashlib.sha256(payload).hexdigest()[:16]
 
 
 def _hist_record(scan_id_: str, config: SegmentConfig, histogram: Histogram, voxel_volume_ml: float,
