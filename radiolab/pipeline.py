@@ -45,7 +45,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 from radiolab import __version__
 from radiolab.errors import InputError, RadiolabError, StageError

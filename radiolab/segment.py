@@ -32,7 +32,6 @@ import hashlib
 import io as _io
 import json
 import os
-import traceback
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -579,8 +578,11 @@ class _LabelTask:
         return _run_step("labels", self._label, scan, volume, mask, input_hash)
 
     def _label(self, scan, volume, mask, input_hash):
+        paths = output_paths(self.out_dir, scan.id)
+        for key in ("labels", "median", "row"):  # left by a worker that died in this step
+            remove_partial_writes(paths[key])
         if not self.force:
-            row = current_row(output_paths(self.out_dir, scan.id), input_hash, self.config.label_key(self.mixture))
+            row = current_row(paths, input_hash, self.config.label_key(self.mixture))
             if row is not None:
                 return row, True
         return label_scan(scan, self.out_dir, self.config, self.mixture, volume, mask, input_hash=input_hash), False

@@ -242,6 +242,7 @@ def test_dask_cluster_with_a_killed_worker_matches_serial(cohort, reference, das
     assert killed, "no worker was busy to kill"
     assert not report.errors and len(report.rows) == 4
     assert _tree(tmp_path) == reference
+    assert not list(tmp_path.glob(".*.part*"))  # a rerun task clears what its dead worker left
     assert killed[0] not in dask_client.scheduler_info()["workers"]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from radiolab.errors import InputError
 from radiolab.lung import BACKENDS, PRESETS
 
 
