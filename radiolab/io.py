@@ -29,6 +29,9 @@ VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 HU_MIN, HU_MAX = -32768, 32767
 # Refuse a scan whose voxel data alone would take more than this share of memory.
 MEMORY_SHARE_LIMIT = 0.5
+# mkstemp creates 0600 files; outputs get the permissions an ordinary open() would give.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     os.close(handle)
     try:
         yield temporary
+        os.chmod(temporary, 0o666 & ~_UMASK)
         _fsync_file(temporary)
         os.replace(temporary, path)
     except BaseException:

@@ -19,7 +19,8 @@ paper's geometry (0.68 mm in-plane): opening ball 2 mm (3 x 0.68), islands of at
 
 Two backends compute the same masks: ``fast`` (distance transforms on the lung's
 bounding box, connected-components-3d) and ``reference`` (the paper's library calls:
-scipy.ndimage and SimpleITK), kept for agreement tests and benchmarks.
+scipy.ndimage and, for the voxel-unit closings, SimpleITK; in mm units scipy.ndimage
+with a physical ball), kept for agreement tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
+from radiolab import _bitmorph
 from radiolab.errors import NoLungError
 
 Backend = Literal["fast", "reference"]
@@ -179,73 +181,13 @@ def _opening(candidates, spacing, settings, backend) -> np.ndarray:
             return candidates.copy()
         if backend == "reference":
             return ndimage.binary_opening(candidates, iterations=iterations)
-        return _cross_opening(candidates, iterations)
+        return _bitmorph.opening(candidates, _bitmorph.octahedron(iterations))
     radius = float(settings.opening)
     if radius <= 0:
         return candidates.copy()
     if backend == "reference":
         return ndimage.binary_opening(candidates, structure=ball(radius, spacing))
-    return _edt_opening(candidates, spacing, radius)
-
-
-def _cross_erode_once(mask: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Erosion by the 6-connected cross, outside counted as background (scipy's default)."""
-    np.copyto(out, mask)
-    for axis in range(3):
-        n = mask.shape[axis]
-        lo = [slice(None)] * 3
-        hi = [slice(None)] * 3
-        lo[axis], hi[axis] = slice(0, n - 1), slice(1, n)
-        out[tuple(lo)] &= mask[tuple(hi)]
-        out[tuple(hi)] &= mask[tuple(lo)]
-        edge = [slice(None)] * 3
-        edge[axis] = 0
-        out[tuple(edge)] = False
-        edge[axis] = n - 1
-        out[tuple(edge)] = False
-    return out
-
-
-def _cross_dilate_once(mask: np.ndarray, out: np.ndarray) -> np.ndarray:
-    np.copyto(out, mask)
-    for axis in range(3):
-        n = mask.shape[axis]
-        lo = [slice(None)] * 3
-        hi = [slice(None)] * 3
-        lo[axis], hi[axis] = slice(0, n - 1), slice(1, n)
-        out[tuple(lo)] |= mask[tuple(hi)]
-        out[tuple(hi)] |= mask[tuple(lo)]
-    return out
-
-
-def _cross_opening(candidates: np.ndarray, iterations: int) -> np.ndarray:
-    """scipy.ndimage.binary_opening(candidates, iterations=k), by shifted array logic."""
-    current = candidates.copy()
-    scratch = np.empty_like(current)
-    for _ in range(iterations):
-        _cross_erode_once(current, scratch)
-        current, scratch = scratch, current
-    for _ in range(iterations):
-        _cross_dilate_once(current, scratch)
-        current, scratch = scratch, current
-    return current
-
-
-def _edt_opening(candidates: np.ndarray, spacing, radius_mm: float) -> np.ndarray:
-    import edt
-
-    radius_sq = radius_mm**2
-    eroded = edt.edtsq(candidates.view(np.uint8), anisotropy=spacing, black_border=True, parallel=0) > radius_sq
-    if not eroded.any():
-        return eroded
-    return _edt_dilate(eroded, spacing, radius_sq)
-
-
-def _edt_dilate(mask: np.ndarray, spacing, radius_sq: float) -> np.ndarray:
-    import edt
-
-    background = ~mask
-    return edt.edtsq(background.view(np.uint8), anisotropy=spacing, black_border=False, parallel=0) <= radius_sq
+    return _bitmorph.opening(candidates, _bitmorph.ball_element(radius, spacing))
 
 
 def ball(radius_mm: float, spacing) -> np.ndarray:
@@ -275,16 +217,25 @@ def _lung_islands(opened: np.ndarray, spacing, settings, backend) -> np.ndarray:
         return np.isin(labels, keep)
     import cc3d
 
-    labels = cc3d.connected_components(opened, connectivity=6)
-    stats = cc3d.statistics(labels)
-    sizes = stats["voxel_counts"]
-    boxes = stats["bounding_boxes"]
-    keep = np.zeros(len(sizes), dtype=bool)
-    for index in range(1, len(sizes)):
-        box = boxes[index]
-        if box is not None and sizes[index] >= min_voxels and not _touches_axial_border(box, opened.shape):
-            keep[index] = True
-    return keep[labels]
+    labels, count = cc3d.connected_components(opened, connectivity=6, return_N=True)
+    if count == 0:
+        return np.zeros(opened.shape, dtype=bool)
+    # A bounding box touches the first/last row or column iff the island has a voxel there.
+    on_border = np.zeros(count + 1, dtype=bool)
+    for face in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
+        on_border[np.unique(face)] = True
+    stats = cc3d.statistics(labels, no_slice_conversion=True)
+    keep = (stats["voxel_counts"] >= min_voxels) & ~on_border
+    keep[0] = False
+    out = np.zeros(opened.shape, dtype=bool)
+    kept = np.flatnonzero(keep)
+    if kept.size == 0:
+        return out
+    # Only the kept islands' joint bounding box needs the label lookup.
+    boxes = stats["bounding_boxes"][kept]
+    box = tuple(slice(int(boxes[:, 2 * a].min()), int(boxes[:, 2 * a + 1].max()) + 1) for a in range(3))
+    out[box] = keep[labels[box]]
+    return out
 
 
 def _touches_axial_border(box: tuple[slice, ...], shape) -> bool:
@@ -311,7 +262,9 @@ def _closing(mask, spacing, radius, settings, backend) -> np.ndarray:
     if radius <= 0:
         return mask
     if backend == "reference":
-        return _sitk_closing(mask, spacing, radius, settings)
+        if settings.units == "voxel":
+            return _sitk_closing(mask, radius)
+        return _scipy_closing(mask, spacing, radius)
     if settings.units == "voxel":
         metric = (1.0, 1.0, 1.0)
         # SimpleITK's ball of radius r holds the offsets with |d| <= r + 0.5, i.e.
@@ -345,21 +298,31 @@ def _edt_closing(mask: np.ndarray, metric, radius_sq: float) -> np.ndarray:
     return out
 
 
-def _sitk_closing(mask, spacing, radius, settings) -> np.ndarray:
-    """The paper's closing: SimpleITK ball on the mask's box plus 20 voxels in-plane."""
+def _sitk_closing(mask: np.ndarray, radius: float) -> np.ndarray:
+    """The paper's closing: a SimpleITK ball on the mask's box plus 20 voxels in-plane."""
     import SimpleITK as sitk
 
     box = bounding_box(mask, pad=(0, 20, 20))
     if box is None:
         return mask
-    if settings.units == "voxel":
-        kernel_radius = [int(radius)] * 3
-    else:
-        kernel_radius = [max(int(round(radius / s)), 0) for s in spacing[::-1]]
     image = sitk.GetImageFromArray(mask[box].astype(np.uint8))
-    closed = sitk.BinaryMorphologicalClosing(image, kernel_radius, sitk.sitkBall, 1, True)
+    closed = sitk.BinaryMorphologicalClosing(image, [int(radius)] * 3, sitk.sitkBall, 1, True)
     out = np.zeros_like(mask)
     out[box] = sitk.GetArrayFromImage(closed).astype(bool)
+    return out
+
+
+def _scipy_closing(mask: np.ndarray, spacing, radius_mm: float) -> np.ndarray:
+    """Closing by a physical ball with scipy, on the box zero-padded by the radius."""
+    box = bounding_box(mask)
+    if box is None:
+        return mask
+    structure = ball(radius_mm, spacing)
+    pad = [(h // 2 + 1, h // 2 + 1) for h in structure.shape]
+    crop = np.pad(mask[box], pad)
+    closed = ndimage.binary_closing(crop, structure=structure)
+    out = np.zeros_like(mask)
+    out[box] = closed[tuple(slice(p[0], p[0] + (b.stop - b.start)) for p, b in zip(pad, box))]
     return out
 
 

@@ -226,6 +226,7 @@ def fit_mixture(
     reg_covar: float = 1e-6,
     seed: int = 0,
     n_scans: int = 1,
+    init: TissueMixture | None = None,
 ) -> TissueMixture:
     """Fit the Gaussian mixture exactly on all voxels of a (pooled) HU histogram.
 
@@ -245,6 +246,9 @@ def fit_mixture(
         Random seed of the k-means initialisations; equal seeds give equal fits.
     n_scans : int
         Number of scans pooled, recorded in the model.
+    init : TissueMixture, optional
+        Start EM from these parameters once instead of from ``n_init`` k-means
+        initialisations (scikit-learn's ``weights_init``/``means_init``/``precisions_init``).
 
     Returns
     -------
@@ -255,9 +259,6 @@ def fit_mixture(
     ValueError
         If the histogram holds fewer distinct HU values than components.
     """
-    from sklearn.cluster import KMeans
-    from sklearn.utils import check_random_state
-
     present = np.flatnonzero(histogram.counts)
     if present.size < n_components:
         raise ValueError(
@@ -267,14 +268,16 @@ def fit_mixture(
     x = histogram.values[present]
     w = histogram.counts[present].astype(np.float64)
     total = w.sum()
-    random_state = check_random_state(seed)
+    rng = np.random.default_rng(seed)
     best = None
-    for _ in range(n_init):
-        kmeans = KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
-        assignment = kmeans.fit(x[:, None], sample_weight=w).labels_
-        resp = np.zeros((x.size, n_components))
-        resp[np.arange(x.size), assignment] = 1.0
-        weights, means, variances = _m_step(x, w, resp, reg_covar, total)
+    for _ in range(1 if init is not None else n_init):
+        if init is not None:
+            weights, means, variances = init.weights, init.means, init.variances
+        else:
+            assignment = weighted_kmeans_1d(x, w, n_components, rng)
+            resp = np.zeros((x.size, n_components))
+            resp[np.arange(x.size), assignment] = 1.0
+            weights, means, variances = _m_step(x, w, resp, reg_covar, total)
         lower_bound = -np.inf
         converged = False
         n_iter = 0
@@ -293,11 +296,48 @@ def fit_mixture(
     _, weights, means, variances, converged, n_iter = best
     settings = {"method": "histogram-weighted EM", "n_components": n_components, "n_init": n_init,
                 "tol": tol, "max_iter": max_iter, "reg_covar": reg_covar, "seed": seed,
-                "init": "k-means (weighted)", "converged": converged, "n_iter": n_iter}
+                "init": "k-means++ and Lloyd, weighted" if init is None else "given", "converged": converged,
+                "n_iter": n_iter}
     mixture = TissueMixture(means, variances, weights, n_voxels=histogram.n_voxels,
                             n_scans=n_scans, settings=settings, source="fit")
     mixture.log_likelihood = mixture.mean_log_likelihood(histogram)
     return mixture
+
+
+def weighted_kmeans_1d(x: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator,
+                       *, max_iter: int = 300) -> np.ndarray:
+    """k-means of sorted 1-D points with weights: k-means++ seeding, then Lloyd.
+
+    Returns the cluster index (0..k-1, in order of centre) of every point. In 1-D the
+    nearest-centre assignment is a split of the sorted points at the centres' midpoints,
+    so each Lloyd step costs a ``searchsorted`` over the histogram bins.
+    """
+    cumulative = np.cumsum(w)
+    centres = [x[np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right").clip(0, x.size - 1)]]
+    for _ in range(1, k):
+        d2 = np.min((x[:, None] - np.asarray(centres)[None, :]) ** 2, axis=1) * w
+        cumulative = np.cumsum(d2)
+        if cumulative[-1] <= 0:
+            break
+        index = np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")
+        centres.append(x[min(index, x.size - 1)])
+    centres = np.unique(np.asarray(centres, dtype=np.float64))
+    while centres.size < k:  # fewer distinct seeds than clusters: split the widest gap
+        gaps = np.diff(np.concatenate([[x[0]], centres, [x[-1]]]))
+        widest = int(np.argmax(gaps))
+        lo = x[0] if widest == 0 else centres[widest - 1]
+        centres = np.unique(np.append(centres, lo + gaps[widest] / 2))
+    assignment = np.zeros(x.size, dtype=np.intp)
+    for _ in range(max_iter):
+        bounds = (centres[1:] + centres[:-1]) / 2
+        assignment = np.searchsorted(bounds, x, side="left")
+        mass = np.bincount(assignment, weights=w, minlength=k)
+        sums = np.bincount(assignment, weights=w * x, minlength=k)
+        updated = np.where(mass > 0, sums / np.where(mass > 0, mass, 1), centres)
+        if np.allclose(updated, centres, rtol=0, atol=1e-9):
+            break
+        centres = np.sort(updated)
+    return assignment
 
 
 def _m_step(x, w, resp, reg_covar, total):

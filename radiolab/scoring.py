@@ -1,16 +1,32 @@
-"""Lung involvement and per-class volumes from a tissue label map.
+"""Lung involvement, per-class volumes, per-side indices and density indices.
 
 Zaffino et al. (2021), Eq. 1: lung involvement LI = %GGO + %consolidation + %other
 dense tissue, each a percentage of the lung volume.
+
+Density indices, as percentages of the lung-mask voxels, on the scan's HU (not clipped):
+
+- ``LAA950_pct``: low-attenuation area, voxels strictly below -950 HU;
+- ``HAA500_pct`` and ``HAA250_pct``: high-attenuation areas, voxels strictly above
+  -500 HU and -250 HU.
 """
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import numpy as np
 
+from radiolab.lung import bounding_box
 from radiolab.mixture import CLASS_NAMES
+from radiolab.sides import IDENTITY_DIRECTION, SIDE_NAMES, split_sides
 
 INVOLVED_CLASSES = ("ggo", "consolidation", "other")
+# column -> (comparison, threshold in HU); comparisons are strict.
+DENSITY_INDICES: dict[str, tuple[str, float]] = {
+    "LAA950_pct": ("<", -950.0),
+    "HAA500_pct": (">", -500.0),
+    "HAA250_pct": (">", -250.0),
+}
 
 
 def class_volumes(labels: np.ndarray, spacing: tuple[float, float, float]) -> dict[str, float]:
@@ -45,3 +61,94 @@ def involvement(labels: np.ndarray) -> float:
     counts = np.bincount(labels.ravel(), minlength=6)
     lung = counts[1:6].sum()
     return float(100.0 * counts[3:6].sum() / lung) if lung else 0.0
+
+
+def density_indices(volume: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """Low- and high-attenuation areas as percentages of the lung voxels.
+
+    Parameters
+    ----------
+    volume : numpy.ndarray
+        CT in HU, indexed (z, y, x).
+    mask : numpy.ndarray
+        Lung mask of the same shape; non-zero is lung.
+
+    Returns
+    -------
+    dict
+        ``LAA950_pct`` (% of lung voxels with HU < -950), ``HAA500_pct`` (HU > -500)
+        and ``HAA250_pct`` (HU > -250); 0.0 for an empty mask.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ.
+    """
+    if volume.shape != mask.shape:
+        raise ValueError(f"volume {volume.shape} and mask {mask.shape} differ in shape")
+    values = volume[mask.astype(bool, copy=False)]
+    row: dict[str, float] = {}
+    for column, (comparison, threshold) in DENSITY_INDICES.items():
+        if values.size == 0:
+            row[column] = 0.0
+            continue
+        hits = values < threshold if comparison == "<" else values > threshold
+        row[column] = 100.0 * int(np.count_nonzero(hits)) / values.size
+    return row
+
+
+def summary_row(
+    labels: np.ndarray,
+    volume: np.ndarray,
+    mask: np.ndarray,
+    spacing: tuple[float, float, float],
+    *,
+    direction: Sequence[float] = IDENTITY_DIRECTION,
+) -> dict[str, Any]:
+    """One scan's row of ``summary.csv``: volumes, class %, LI, per side, density.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Tissue labels 0..5 (0 outside the lung), indexed (z, y, x).
+    volume : numpy.ndarray
+        CT in HU of the same shape.
+    mask : numpy.ndarray
+        Lung mask of the same shape (the mask the labels were computed in).
+    spacing : tuple of float
+        Voxel size along (z, y, x), in mm.
+    direction : sequence of 9 float
+        The volume's direction cosines (``Geometry.direction``), to tell right from left.
+
+    Returns
+    -------
+    dict
+        The keys of `class_volumes`; for each side (``right_``, ``left_``)
+        ``<side>_lung_volume_ml``, ``<side>_<class>_pct`` and ``<side>_LI_pct`` (% of that
+        lung); ``sides_found`` (2 when the lungs were separated, 1 when the whole mask
+        went to one side, 0 for an empty mask, see `radiolab.sides.split_sides`); and the
+        density indices of `density_indices`.
+
+    Raises
+    ------
+    ValueError
+        If the arrays differ in shape.
+    """
+    if not labels.shape == volume.shape == mask.shape:
+        raise ValueError(f"labels {labels.shape}, volume {volume.shape} and mask {mask.shape} differ in shape")
+    sides = split_sides(mask, spacing, direction=direction)
+    # Everything counted lies in the lung's box; outside it labels and sides are 0.
+    box = bounding_box(sides.astype(bool) | (labels > 0))
+    if box is None:
+        box = (slice(0, 0),) * 3
+    labels, sides, volume, mask = labels[box], sides[box], volume[box], mask[box]
+    row: dict[str, Any] = dict(class_volumes(labels, spacing))
+    for value, side in SIDE_NAMES.items():
+        side_row = class_volumes(np.where(sides == value, labels, np.uint8(0)), spacing)
+        row[f"{side}_lung_volume_ml"] = side_row["lung_volume_ml"]
+        for name in CLASS_NAMES:
+            row[f"{side}_{name}_pct"] = side_row[f"{name}_pct"]
+        row[f"{side}_LI_pct"] = side_row["LI_pct"]
+    row["sides_found"] = int(np.count_nonzero(np.bincount(sides.ravel(), minlength=3)[1:]))
+    row.update(density_indices(volume, mask))
+    return row

@@ -65,7 +65,7 @@ from radiolab.mixture import (
     load_mixture,
     lung_histogram,
 )
-from radiolab.scoring import class_volumes
+from radiolab.scoring import summary_row
 from radiolab.smoothing import median_labels
 
 OUTPUT_SUFFIXES = {
@@ -338,8 +338,8 @@ def _scan_folder(folder: str, scans: list[ScanInput], skipped: list[tuple[str, s
 
         series, series_skipped = find_series(folder)
         for info in series:
-            scans.append(ScanInput(info.name, folder, info))
-        skipped.extend((str(item.path), item.reason) for item in series_skipped)
+            scans.append(ScanInput(info.name, str(info.folder), info))
+        skipped.extend((str(item.source), item.reason) for item in series_skipped)
     return len(scans) - before
 
 
@@ -465,7 +465,8 @@ def label_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, mixture: Ti
     write_volume(paths["median"], smoothed, volume.geometry,
                  fields={**segment_fields, **provenance, "radiolab_median_size": str(config.median_size)},
                  compression_level=config.compression_level)
-    row = {"id": scan.id, **class_volumes(labels, volume.geometry.spacing)}
+    row = {"id": scan.id, **summary_row(labels, volume.array, mask, volume.geometry.spacing,
+                                        direction=volume.geometry.direction)}
     write_json_atomic(paths["row"], row)
     return row
 

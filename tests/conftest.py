@@ -1,0 +1,23 @@
+"""Shared fixtures: small seeded phantoms and cohorts."""
+
+from __future__ import annotations
+
+import pytest
+
+from radiolab.synthetic import chest_phantom, make_cohort
+
+SMALL_SHAPE = (64, 96, 96)
+SMALL_SPACING = (5.0, 3.5, 3.5)
+
+
+@pytest.fixture(scope="session")
+def phantom():
+    return chest_phantom(SMALL_SHAPE, SMALL_SPACING, lesion_fraction=0.2, seed=3)
+
+
+@pytest.fixture(scope="session")
+def cohort_dir(tmp_path_factory):
+    """Four small phantoms written as NRRD, with their true lesion fractions."""
+    folder = tmp_path_factory.mktemp("cohort")
+    written = make_cohort(folder, 4, shape=SMALL_SHAPE, spacing=SMALL_SPACING, seed=10)
+    return folder, written

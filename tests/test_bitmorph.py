@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from radiolab import _bitmorph
+from radiolab.lung import ball
+
+SHAPES = [(5, 6, 7), (9, 8, 16), (4, 5, 3), (7, 9, 40), (3, 3, 1)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("iterations", [1, 2, 3])
+def test_octahedron_equals_iterated_scipy_cross(shape, iterations):
+    mask = np.random.default_rng(iterations).random(shape) < 0.75
+    element = _bitmorph.octahedron(iterations)
+    width = shape[-1]
+    packed = _bitmorph.pack(mask)
+    assert np.array_equal(_bitmorph.opening(mask, element), ndimage.binary_opening(mask, iterations=iterations))
+    assert np.array_equal(_bitmorph.unpack(_bitmorph.erode(packed, element, width), width),
+                          ndimage.binary_erosion(mask, iterations=iterations))
+    assert np.array_equal(_bitmorph.unpack(_bitmorph.dilate(packed, element, width), width),
+                          ndimage.binary_dilation(mask, iterations=iterations))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("radius, spacing", [(2.0, (1.0, 0.7, 0.7)), (3.0, (2.0, 1.0, 0.8)), (9.5, (1, 1, 1)),
+                                             (2.1, (0.7, 0.7, 0.7))])
+def test_physical_ball_equals_scipy_structure(shape, radius, spacing):
+    mask = np.random.default_rng(len(shape)).random(shape) < 0.8
+    element = _bitmorph.ball_element(radius, spacing)
+    structure = ball(radius, spacing)
+    assert sum(2 * w + 1 for w in element.values()) == structure.sum()
+    assert np.array_equal(_bitmorph.opening(mask, element), ndimage.binary_opening(mask, structure=structure))
+    packed = _bitmorph.pack(mask)
+    assert np.array_equal(_bitmorph.unpack(_bitmorph.dilate(packed, element, shape[-1]), shape[-1]),
+                          ndimage.binary_dilation(mask, structure=structure))

@@ -1,0 +1,416 @@
+"""Tests of radiolab.dicom and the `radiolab ingest` command.
+
+Real data: pydicom's shipped test files (CT_small.dcm, 693_J2KI.dcm, the dicomdirtests
+tree). Synthetic series are copies of CT_small.dcm with edited positions, orientations
+and pixel values, written into tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+
+from radiolab.cli import ingest as ingest_cli
+from radiolab.dicom import find_series, ingest, read_series, read_series_folder, series_name
+from radiolab.errors import InputError
+from radiolab.io import read_header, read_volume
+
+
+def _testdata(name: str) -> str:
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"pydicom test file {name} is not installed")
+    return path
+
+
+CT_SMALL = _testdata("CT_small.dcm")
+DICOMDIRTESTS = os.path.join(os.path.dirname(CT_SMALL), "dicomdirtests")
+AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+PHI = {
+    "PatientName": "Quintessa^Zebrafish",
+    "PatientID": "PID98765XYZ",
+    "PatientBirthDate": "19450817",
+    "AccessionNumber": "ACC424242",
+    "InstitutionName": "Saint Privacy Hospital",
+}
+
+
+def _original_pixels() -> np.ndarray:
+    return pydicom.dcmread(CT_SMALL).pixel_array.astype(np.int16)
+
+
+def _ds(value: float) -> str:
+    return f"{value:.6f}"[:16]
+
+
+def write_series(folder, positions, *, iop=AXIAL, pixel_spacing=(0.661468, 0.661468),
+                 uid=None, number=7, description="Chest 5mm", modality="CT",
+                 file_names=None, tags=None, per_slice=None):
+    """Write a synthetic series; slice k has raw pixels = CT_small's + 100 * k.
+
+    Returns the raw pixel arrays in the order of ``positions``.
+    """
+    os.makedirs(folder, exist_ok=True)
+    uid = uid or generate_uid()
+    base = _original_pixels()
+    arrays = []
+    for k, position in enumerate(positions):
+        ds = pydicom.dcmread(CT_SMALL)
+        ds.SeriesInstanceUID = uid
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.SeriesNumber = number
+        ds.SeriesDescription = description
+        ds.Modality = modality
+        ds.InstanceNumber = 1000 - 7 * k  # deliberately unrelated to the position order
+        ds.ImagePositionPatient = [_ds(v) for v in position]
+        ds.ImageOrientationPatient = [_ds(v) for v in iop]
+        ds.PixelSpacing = [_ds(v) for v in pixel_spacing]
+        for keyword, value in (tags or {}).items():
+            setattr(ds, keyword, value)
+        if per_slice is not None:
+            per_slice(k, ds)
+        pixels = (base + 100 * k).astype(np.int16)
+        if "PixelData" in ds and ds.Rows == base.shape[0] and ds.Columns == base.shape[1]:
+            ds.PixelData = pixels.tobytes()
+        arrays.append(pixels)
+        name = file_names[k] if file_names else f"slice{k:03d}.dcm"
+        ds.save_as(os.path.join(folder, name))
+    return arrays
+
+
+def axial_positions(zs, x=-158.1358, y=-179.0358):
+    return [(x, y, z) for z in zs]
+
+
+def hu(pixels, slope=1.0, intercept=-1024.0):
+    return np.rint(pixels.astype(np.float64) * slope + intercept).astype(np.int16)
+
+
+# ----------------------------------------------------------------- real pydicom files
+
+
+def test_ct_small_single_slice_hu_and_geometry(tmp_path):
+    shutil.copy(CT_SMALL, tmp_path / "ct.dcm")
+    volume = read_series_folder(tmp_path)
+    ds = pydicom.dcmread(CT_SMALL)
+    expected = np.rint(ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept))
+    assert float(ds.RescaleIntercept) == -1024.0  # the rescale is not a no-op
+    assert volume.array.dtype == np.int16
+    assert volume.array.shape == (1, 128, 128)
+    np.testing.assert_array_equal(volume.array[0], expected.astype(np.int16))
+    # One slice: the slice spacing is SliceThickness.
+    assert volume.geometry.spacing == pytest.approx((5.0, 0.661468, 0.661468))
+    assert volume.geometry.origin == pytest.approx([float(v) for v in ds.ImagePositionPatient])
+    assert volume.geometry.direction == pytest.approx(np.eye(3).ravel())
+    assert volume.meta["warnings"] == []
+    assert volume.meta["modality"] == "CT"
+
+
+def test_single_slice_without_slice_thickness_is_rejected(tmp_path):
+    ds = pydicom.dcmread(CT_SMALL)
+    del ds.SliceThickness
+    ds.save_as(tmp_path / "ct.dcm")
+    with pytest.raises(InputError, match="single-slice series without a positive SliceThickness"):
+        read_series_folder(tmp_path)
+
+
+def test_dicomdirtests_tree_finds_ct_and_skips_the_rest_with_reasons():
+    series, skipped = find_series(DICOMDIRTESTS)
+    found = {os.path.relpath(s.folder, DICOMDIRTESTS): s for s in series}
+    assert sorted(found) == [os.path.join("77654033", "CT2"), os.path.join("98892001", "CT5N")]
+    assert len(found[os.path.join("77654033", "CT2")].files) == 4
+    assert len(found[os.path.join("98892001", "CT5N")].files) == 5
+    assert {s.modality for s in series} == {"CT"}
+
+    dicomdirs = sorted(os.path.relpath(s.source, DICOMDIRTESTS) for s in skipped if "DICOMDIR" in s.reason)
+    expected_dicomdirs = sorted(
+        os.path.relpath(os.path.join(folder, name), DICOMDIRTESTS)
+        for folder, _, names in os.walk(DICOMDIRTESTS) for name in names if name.startswith("DICOMDIR"))
+    assert dicomdirs == expected_dicomdirs and len(dicomdirs) == 8
+
+    by_folder: dict[str, list[str]] = {}
+    for s in skipped:
+        if s.folder:
+            by_folder.setdefault(os.path.relpath(s.folder, DICOMDIRTESTS), []).append(s.reason)
+    assert by_folder[os.path.join("77654033", "CR1")] == ["modality CR is not CT"]
+    assert by_folder[os.path.join("77654033", "CR2")] == ["modality CR is not CT"]
+    assert by_folder[os.path.join("77654033", "CR3")] == ["modality CR is not CT"]
+    assert by_folder[os.path.join("98892001", "CT2N")] == ["localizer (scout) images (2 of 2 files), not a volume"]
+    tiny = os.path.join("TINY_ALPHA", "PT000000", "ST000000", "SE000000")
+    assert by_folder[tiny] == ["no pixel data (no Rows/Columns) in 50 of 50 files"]
+    # README files are not DICOM: ignored silently.
+    assert not any("README" in s.source for s in skipped)
+
+
+def test_several_series_in_one_folder_are_all_found():
+    # Which folders hold several series: count SeriesInstanceUIDs with pydicom itself.
+    def uids(folder):
+        return {pydicom.dcmread(os.path.join(folder, f), stop_before_pixels=True).SeriesInstanceUID
+                for f in os.listdir(folder)}
+
+    ct2n, ct5n = (os.path.join(DICOMDIRTESTS, "98892001", f) for f in ("CT2N", "CT5N"))
+    mr1, mr2 = (os.path.join(DICOMDIRTESTS, "98892003", f) for f in ("MR1", "MR2"))
+    # In 98892001 each folder holds a single series; the multi-series folders are MR1/MR2.
+    assert (len(uids(ct2n)), len(uids(ct5n)), len(uids(mr1)), len(uids(mr2))) == (1, 1, 3, 3)
+    series, skipped = find_series(os.path.join(DICOMDIRTESTS, "98892003"))
+    assert series == []
+    for folder in (mr1, mr2):
+        here = [s for s in skipped if s.folder == folder]
+        assert {s.source for s in here} == uids(folder)
+        assert [s.reason for s in here] == ["modality MR is not CT"] * 3
+    assert len({s.name for s in skipped}) == len(skipped) == 7
+    series, skipped = find_series(os.path.join(DICOMDIRTESTS, "98892001"))
+    assert [s.folder for s in series] == [ct5n]
+    assert [s.folder for s in skipped] == [ct2n]
+
+
+def test_mr_only_folder_has_no_ct_series():
+    with pytest.raises(InputError, match=r"no DICOM CT series found under .*modality MR is not CT"):
+        read_series_folder(os.path.join(DICOMDIRTESTS, "98892003"))
+
+
+def test_two_ct_series_under_a_folder_asks_for_ingest():
+    with pytest.raises(InputError, match=r"2 CT series found under .*run `radiolab ingest`"):
+        read_volume(DICOMDIRTESTS)
+
+
+def test_read_volume_of_a_dicom_folder_sorts_slices_by_position():
+    folder = os.path.join(DICOMDIRTESTS, "98892001")
+    volume = read_volume(folder)
+    files = sorted(
+        (os.path.join(folder, "CT5N", f) for f in os.listdir(os.path.join(folder, "CT5N"))),
+        key=lambda f: float(pydicom.dcmread(f).ImagePositionPatient[2]))
+    expected = [hu(pydicom.dcmread(f).pixel_array) for f in files]
+    assert volume.array.shape == (5, 16, 16)
+    np.testing.assert_array_equal(volume.array, np.stack(expected))
+    assert volume.geometry.spacing == pytest.approx((2.5, 0.488281, 0.488281))
+    assert volume.geometry.origin == pytest.approx((-72.199997, -143.0, -1.2375))
+    assert volume.path == folder
+
+
+def test_real_series_with_a_gap_is_read_with_a_warning():
+    # 77654033/CT2: slices at z = -99.48, 103.02, 104.27, 105.52 mm.
+    series, _ = find_series(os.path.join(DICOMDIRTESTS, "77654033"))
+    (info,) = series
+    volume = read_series(info)
+    assert volume.array.shape == (4, 16, 16)
+    assert volume.geometry.spacing[0] == pytest.approx(1.25)
+    (warning,) = volume.meta["warnings"]
+    assert "gap of 202.5 mm between z=-99.48 and z=103.02 mm, nominal 1.25 mm" in warning
+
+
+def test_jpeg2000_ct_is_decoded(tmp_path):
+    ct_j2k = _testdata("693_J2KI.dcm")
+    nm_j2k = _testdata("JPEG2000.dcm")
+    ds = pydicom.dcmread(ct_j2k)
+    assert ds.Modality == "CT" and "JPEG 2000" in ds.file_meta.TransferSyntaxUID.name
+    shutil.copy(ct_j2k, tmp_path / "ct.dcm")
+    shutil.copy(nm_j2k, tmp_path / "nm.dcm")
+    series, skipped = find_series(tmp_path)
+    assert [s.reason for s in skipped] == ["modality NM is not CT"]
+    volume = read_series(series[0])
+    expected = hu(ds.pixel_array, float(ds.RescaleSlope), float(ds.RescaleIntercept))
+    assert volume.array.shape == (1, 512, 512)
+    np.testing.assert_array_equal(volume.array[0], expected)
+    assert volume.array.min() < -1000 < 0 < volume.array.max()
+    assert "JPEG 2000" in volume.meta["transfer_syntax"]
+
+
+# ----------------------------------------------------------------- synthetic series
+
+
+def test_shuffled_files_are_sorted_by_position_along_the_normal(tmp_path):
+    zs = [-40.0, -37.5, -35.0, -32.5, -30.0]
+    order = [3, 0, 4, 1, 2]  # file k holds the slice at zs[order[k]]
+    names = [f"img{n}.dcm" for n in ("c", "a", "e", "b", "d")]  # name order != z order
+    raw = write_series(tmp_path, axial_positions([zs[i] for i in order]), file_names=names)
+    volume = read_series_folder(tmp_path)
+    for z_index in range(5):
+        k = order.index(z_index)
+        np.testing.assert_array_equal(volume.array[z_index], hu(raw[k]))
+    assert volume.geometry.origin == pytest.approx((-158.1358, -179.0358, -40.0))
+    assert volume.geometry.spacing == pytest.approx((2.5, 0.661468, 0.661468))
+    assert volume.meta["warnings"] == []
+
+
+def test_geometry_of_written_nrrd_matches_dicom_positions(tmp_path):
+    import SimpleITK as sitk
+
+    angle = np.radians(30)
+    row = np.array([np.cos(angle), np.sin(angle), 0.0])
+    col = np.array([0.0, 0.0, -1.0])
+    normal = np.cross(row, col)
+    first = np.array([10.0, -20.0, 30.0])
+    step = 3.0
+    positions = [tuple(first + k * step * normal) for k in (2, 0, 3, 1)]
+    raw = write_series(tmp_path / "dicom", positions, iop=(*row, *col), pixel_spacing=(0.8, 0.6))
+    report = ingest(tmp_path / "dicom", tmp_path / "out")
+    assert report.failed == [] and len(report.written) == 1
+    volume = read_volume(report.written[0])
+    assert volume.geometry.spacing == pytest.approx((3.0, 0.8, 0.6))
+    assert volume.geometry.origin == pytest.approx(first)
+    direction = np.array(volume.geometry.direction).reshape(3, 3)
+    np.testing.assert_allclose(direction, np.column_stack([row, col, normal]), atol=1e-6)
+    # Independent check with SimpleITK: voxel (i, j, k) lies at
+    # IPP_k + i * column spacing * row cosine + j * row spacing * column cosine.
+    image = sitk.ReadImage(report.written[0])
+    i, j, k = 5, 9, 2
+    expected_point = first + k * step * normal + i * 0.6 * row + j * 0.8 * col
+    np.testing.assert_allclose(image.TransformIndexToPhysicalPoint((i, j, k)), expected_point, atol=1e-4)
+    slice_k = raw[[2, 0, 3, 1].index(k)]
+    assert image.GetPixel(i, j, k) == hu(slice_k)[j, i]
+
+
+def test_missing_slice_is_reported_with_its_gap(tmp_path):
+    write_series(tmp_path, axial_positions([0.0, 5.0, 10.0, 20.0, 25.0]))
+    volume = read_series_folder(tmp_path)
+    assert volume.array.shape == (5, 128, 128)
+    assert volume.geometry.spacing[0] == pytest.approx(5.0)
+    (warning,) = volume.meta["warnings"]
+    assert warning.startswith(
+        "uneven slice spacing: gap of 10.0 mm between z=10.0 and z=20.0 mm, nominal 5.0 mm")
+    assert "about 1 slice missing" in warning
+
+
+def test_duplicate_slice_positions_are_rejected(tmp_path):
+    write_series(tmp_path, axial_positions([0.0, 5.0, 5.0, 10.0]))
+    with pytest.raises(InputError, match=re.escape("duplicate slice position (-158.136, -179.036, 5.0) mm")):
+        read_series_folder(tmp_path)
+
+
+def test_gantry_tilt_from_positions_is_rejected_with_its_angle(tmp_path):
+    tilt = np.radians(15.0)
+    positions = [(0.0, k * 5.0 * np.tan(tilt), k * 5.0) for k in range(4)]
+    write_series(tmp_path, positions)
+    with pytest.raises(InputError) as caught:
+        read_series_folder(tmp_path)
+    angle = float(re.search(r"gantry tilt of ([0-9.]+) degrees", str(caught.value)).group(1))
+    assert angle == pytest.approx(15.0, abs=0.01)
+
+
+def test_gantry_tilt_tag_is_rejected_with_its_angle(tmp_path):
+    write_series(tmp_path, axial_positions([0.0, 5.0, 10.0]), tags={"GantryDetectorTilt": "12.5"})
+    with pytest.raises(InputError, match=r"gantry tilt of 12\.50 degrees \(GantryDetectorTilt\)"):
+        read_series_folder(tmp_path)
+
+
+def _set_on_slice_1(keyword, value):
+    def edit(k, ds):
+        if k == 1:
+            setattr(ds, keyword, value)
+    return edit
+
+
+@pytest.mark.parametrize(("keyword", "value", "what"), [
+    ("PixelSpacing", ["0.7", "0.7"], "PixelSpacing (mm)"),
+    ("ImageOrientationPatient", ["1", "0", "0", "0", "0.9848", "-0.1736"], "ImageOrientationPatient"),
+    ("Rows", 64, "Rows x Columns"),
+])
+def test_inconsistent_slices_are_rejected(tmp_path, keyword, value, what):
+    write_series(tmp_path, axial_positions([0.0, 5.0, 10.0]), per_slice=_set_on_slice_1(keyword, value))
+    with pytest.raises(InputError, match=re.escape(what) + " differs between slices"):
+        read_series_folder(tmp_path)
+
+
+def test_mixed_series_in_one_folder_are_split(tmp_path):
+    write_series(tmp_path, axial_positions([0.0, 5.0, 10.0]), number=3, description="Lung",
+                 file_names=["a1", "b1", "c1"])
+    write_series(tmp_path, axial_positions([0.0, 2.0]), number=4, description="Lung",
+                 file_names=["a2", "b2"])
+    write_series(tmp_path, axial_positions([0.0]), modality="MR", number=5, file_names=["a3"])
+    (tmp_path / "notes.txt").write_text("not DICOM")
+    series, skipped = find_series(tmp_path)
+    assert [(s.number, len(s.files)) for s in series] == [(3, 3), (4, 2)]
+    assert [s.reason for s in skipped] == ["modality MR is not CT"]
+    report = ingest(tmp_path, tmp_path / "out")
+    assert report.failed == []
+    assert [os.path.basename(p).split("-")[:3] for p in report.written] == [
+        ["series", "3", "lung"], ["series", "4", "lung"]]
+    assert [read_volume(p).array.shape[0] for p in report.written] == [3, 2]
+    assert read_volume(report.written[1]).geometry.spacing[0] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(("tags", "remove", "reason"), [
+    ({"Modality": "SR"}, (), "modality SR is not CT"),
+    ({"Modality": "SEG"}, (), "modality SEG is not CT"),
+    ({}, ("ImagePositionPatient",), "no ImagePositionPatient in 2 of 2 files"),
+    ({}, ("Rows", "Columns", "PixelData"), "no pixel data (no Rows/Columns) in 2 of 2 files"),
+])
+def test_non_ct_objects_are_skipped_with_a_reason(tmp_path, tags, remove, reason):
+    def edit(k, ds):
+        for keyword in remove:
+            delattr(ds, keyword)
+    write_series(tmp_path, axial_positions([0.0, 5.0]), tags=tags, per_slice=edit)
+    series, skipped = find_series(tmp_path)
+    assert series == []
+    assert [s.reason for s in skipped] == [reason]
+
+
+def test_series_names_are_safe_and_unique():
+    name = series_name("1.2.840.99.1", 12, "Thorax/Lunge ü 1.0*  B70f")
+    assert name == "series-12-thorax-lunge-u-1.0-b70f-" + name[-8:]
+    assert re.fullmatch(r"[A-Za-z0-9._-]+", name)
+    assert series_name("1.2.3", None, "") == "series-nn-" + series_name("1.2.3", 1, "")[-8:]
+    assert series_name("1.2.3", 1, "x") != series_name("1.2.4", 1, "x")
+
+
+def test_privacy_no_patient_tag_reaches_outputs(tmp_path, capsys):
+    write_series(tmp_path / "dicom", axial_positions([0.0, 5.0, 10.0, 20.0]), tags=PHI,
+                 description="Chest")
+    status = ingest_cli.main(["--in", str(tmp_path / "dicom"), "--out", str(tmp_path / "out")])
+    printed = capsys.readouterr()
+    assert status == 0
+    (path,) = [str(p) for p in (tmp_path / "out").iterdir()]
+    header = read_header(path)
+    assert header["radiolab_source"] == "dicom"
+    assert header["radiolab_series_description"] == "Chest"
+    assert "gap of 10.0 mm" in header["radiolab_warnings"]
+    volume = read_series(find_series(tmp_path / "dicom")[0][0])
+    assert set(volume.meta) == {"series_number", "series_description", "uid_hash", "modality",
+                                "transfer_syntax", "warnings"}
+    with open(path, "rb") as handle:
+        raw_header = handle.read().split(b"\n\n")[0].decode("ascii")
+    texts = [os.path.basename(path), raw_header, repr(header), repr(volume.meta),
+             printed.out, printed.err]
+    for value in PHI.values():
+        for text in texts:
+            assert value.lower() not in text.lower()
+    # The source really carried the tags (so the test can fail).
+    source = pydicom.dcmread(next((tmp_path / "dicom").iterdir()))
+    assert str(source.PatientName) == PHI["PatientName"]
+
+
+def test_ingest_continues_after_a_bad_series_and_cli_reports_it(tmp_path, capsys):
+    write_series(tmp_path / "in" / "bad", axial_positions([0.0, 5.0, 5.0]), number=1)
+    write_series(tmp_path / "in" / "good", axial_positions([0.0, 5.0, 10.0]), number=2)
+    shutil.copy(os.path.join(DICOMDIRTESTS, "DICOMDIR"), tmp_path / "in" / "DICOMDIR")
+    status = ingest_cli.main(["--in", str(tmp_path / "in"), "--out", str(tmp_path / "out")])
+    printed = capsys.readouterr()
+    assert status == 1
+    written = sorted(os.listdir(tmp_path / "out"))
+    assert len(written) == 1 and written[0].startswith("series-2-chest-5mm-")
+    assert re.search(r"^failed series-1-chest-5mm-[0-9a-f]{8}: .*duplicate slice position", printed.err, re.M)
+    assert re.search(r"^wrote .*series-2-chest-5mm-[0-9a-f]{8}\.nrrd$", printed.out, re.M)
+    assert re.search(r"^skipped .*DICOMDIR: DICOMDIR index file", printed.out, re.M)
+
+
+def test_cli_fails_when_nothing_is_written(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert ingest_cli.main(["--in", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 1
+    assert "no CT series written" in capsys.readouterr().err
+    assert ingest_cli._get_parser().prog == "radiolab ingest"
+
+
+def test_localizer_with_single_valued_image_type_is_skipped(tmp_path):
+    write_series(tmp_path, axial_positions([0.0, 5.0]), tags={"ImageType": "LOCALIZER"})
+    series, skipped = find_series(tmp_path)
+    assert series == []
+    assert [s.reason for s in skipped] == ["localizer (scout) images (2 of 2 files), not a volume"]

@@ -1,0 +1,190 @@
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from radiolab.errors import InputError
+from radiolab.mixture import (
+    Histogram,
+    TissueMixture,
+    fit_mixture,
+    label_tissue,
+    load_mixture,
+    lung_histogram,
+    sum_histograms,
+)
+
+
+def _sample(seed=0, n=60000):
+    rng = np.random.default_rng(seed)
+    means = [-930, -840, -650, -300, 30]
+    sds = [30, 45, 80, 120, 150]
+    sizes = rng.multinomial(n, [0.3, 0.35, 0.15, 0.08, 0.12])
+    return np.rint(np.concatenate([rng.normal(m, s, k) for m, s, k in zip(means, sds, sizes)])).astype(np.int16)
+
+
+def _hist(values):
+    return lung_histogram(values.reshape(1, 1, -1), np.ones((1, 1, values.size), bool))
+
+
+@pytest.fixture(scope="module")
+def phantom_lung_voxels():
+    from radiolab.synthetic import chest_phantom
+
+    parts = []
+    for seed, fraction in ((20, 0.15), (21, 0.25)):
+        phantom = chest_phantom((64, 96, 96), (5.0, 3.5, 3.5), seed=seed, lesion_fraction=fraction)
+        parts.append(np.maximum(phantom.volume[phantom.truth["lung"]], -1000))
+    return np.concatenate(parts)
+
+
+def test_histogram_em_follows_scikit_learn_from_the_same_start(phantom_lung_voxels):
+    from sklearn.mixture import GaussianMixture
+
+    values = phantom_lung_voxels
+    floats = values.astype(np.float64)[:, None]
+    start = TissueMixture([-950, -850, -650, -300, 0], [40.0**2, 50.0**2, 90.0**2, 150.0**2, 190.0**2],
+                          [0.2, 0.4, 0.2, 0.1, 0.1])
+    reference = GaussianMixture(5, tol=1e-3, weights_init=start.weights, means_init=start.means[:, None],
+                                precisions_init=(1 / start.variances)[:, None, None]).fit(floats)
+    ours = fit_mixture(_hist(values), tol=1e-3, init=start)
+    assert ours.settings["n_iter"] == reference.n_iter_
+    assert np.abs(ours.means - reference.means_.ravel()).max() < 0.01
+    assert ours.log_likelihood == pytest.approx(reference.score(floats), abs=1e-9)
+
+
+def test_histogram_fit_agrees_with_scikit_learn_on_the_same_voxels(phantom_lung_voxels):
+    from sklearn.mixture import GaussianMixture
+
+    values = phantom_lung_voxels
+    floats = values.astype(np.float64)[:, None]
+    ours = fit_mixture(_hist(values), seed=0, tol=1e-6, max_iter=1000)
+    reference = GaussianMixture(5, n_init=6, tol=1e-6, max_iter=1000, random_state=0).fit(floats)
+    assert np.abs(ours.means - np.sort(reference.means_.ravel())).max() < 2.0
+    assert ours.log_likelihood >= reference.score(floats) - 1e-3
+    # Our log-likelihood is the exact mean over all voxels.
+    direct = np.log(sum(w * stats.norm.pdf(values, m, np.sqrt(v))
+                        for w, m, v in zip(ours.weights, ours.means, ours.variances))).mean()
+    assert ours.log_likelihood == pytest.approx(direct, abs=1e-9)
+    # With the paper's settings (tol 1e-3) the fit is no worse than scikit-learn's.
+    paper = fit_mixture(_hist(values), seed=0)
+    paper_reference = GaussianMixture(5, n_init=6, tol=1e-3, random_state=0).fit(floats)
+    assert paper.log_likelihood >= paper_reference.score(floats) - 1e-3
+
+
+def test_fit_is_deterministic_for_a_seed_and_sorted():
+    histogram = _hist(_sample(1))
+    a, b = fit_mixture(histogram, seed=4), fit_mixture(histogram, seed=4)
+    assert np.array_equal(a.means, b.means) and np.array_equal(a.variances, b.variances)
+    assert np.all(np.diff(a.means) > 0)
+    assert a.weights.sum() == pytest.approx(1.0)
+
+
+def test_pooled_histogram_equals_concatenated_voxels():
+    parts = [_sample(s, 5000) for s in range(3)]
+    pooled = sum_histograms([_hist(p) for p in parts])
+    direct = _hist(np.concatenate(parts))
+    assert pooled.lo == direct.lo and np.array_equal(pooled.counts, direct.counts)
+    assert Histogram.from_json(pooled.to_json()).n_voxels == pooled.n_voxels
+
+
+def test_histogram_clips_below_minus_1000():
+    values = np.array([-1200, -1000, -999, 5], dtype=np.int16).reshape(1, 1, 4)
+    histogram = lung_histogram(values, np.ones_like(values, bool))
+    assert histogram.lo == -1000 and histogram.counts[0] == 2 and histogram.n_voxels == 4
+
+
+def test_zaffino_labels_equal_float64_map_on_every_voxel():
+    mixture = load_mixture("zaffino2021")
+    rng = np.random.default_rng(0)
+    volume = rng.integers(-1200, 600, size=(12, 40, 40)).astype(np.int16)
+    volume[0, 0, :16] = np.arange(-1010, -994)
+    mask = rng.random(volume.shape) < 0.8
+    labels = label_tissue(volume, mask, mixture)
+    hu = np.maximum(volume[mask].astype(np.float64), -1000.0)
+    log_post = np.stack([np.log(w) + stats.norm.logpdf(hu, m, s)
+                         for w, m, s in zip(mixture.weights, mixture.means, mixture.stds)], axis=1)
+    assert np.array_equal(labels[mask], np.argmax(log_post, axis=1) + 1)
+    assert not labels[~mask].any()
+    assert np.array_equal(labels, label_tissue(volume, mask, mixture, backend="reference"))
+
+
+def test_class_boundaries_are_not_shifted():
+    """Integer input to scikit-learn's predict shifts boundaries; ours are exact."""
+    mixture = load_mixture("zaffino2021")
+    hu = np.arange(-1000, 400, dtype=np.float64)
+    expected = np.argmax(mixture.weighted_log_prob(hu), axis=1) + 1
+    boundaries = np.flatnonzero(np.diff(expected)) + 1
+    assert len(boundaries) >= 4
+    table = mixture.label_table()
+    volume = np.arange(-1000, 400, dtype=np.int16).reshape(1, 1, -1)
+    labels = label_tissue(volume, np.ones(volume.shape, bool), mixture)
+    assert np.array_equal(labels.ravel(), expected)
+    assert np.array_equal(table[np.arange(-1000, 400) + 32768], expected)
+    # The published mixture's GGO/consolidation boundary lies near -470 HU.
+    ggo_to_consolidation = hu[boundaries][np.flatnonzero(np.diff(expected)[boundaries - 1] > 0)]
+    assert any(-520 < b < -420 for b in ggo_to_consolidation)
+
+
+def test_model_json_round_trip_and_validation(tmp_path):
+    mixture = fit_mixture(_hist(_sample(2)), seed=0, n_init=2)
+    path = tmp_path / "gmm.json"
+    path.write_text(json.dumps(mixture.to_json()))
+    loaded = load_mixture(path)
+    assert np.allclose(loaded.means, mixture.means) and np.allclose(loaded.variances, mixture.variances)
+    bad = mixture.to_json()
+    bad["variances_hu2"][2] = -5.0
+    path.write_text(json.dumps(bad))
+    with pytest.raises(InputError, match=r"gmm.json.*variances.*positive"):
+        load_mixture(path)
+    bad = mixture.to_json()
+    for key in ("means_hu", "variances_hu2", "weights", "stds_hu"):
+        bad[key] = bad[key][:4]
+    bad["weights"] = [0.25] * 4
+    path.write_text(json.dumps(bad))
+    with pytest.raises(InputError, match="needs 5 components, found 4"):
+        load_mixture(path)
+    path.write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        load_mixture(path)
+
+
+def test_pickle_models_need_trust(tmp_path):
+    import joblib
+    from sklearn.mixture import GaussianMixture
+
+    model = GaussianMixture(5, random_state=0).fit(_sample(3).astype(float)[:, None])
+    path = tmp_path / "model.joblib"
+    joblib.dump(model, path)
+    with pytest.raises(InputError, match="refusing to unpickle"):
+        load_mixture(path)
+    loaded = load_mixture(path, trust_pickle=True)
+    assert np.allclose(loaded.means, np.sort(model.means_.ravel()))
+
+
+def test_shipped_zaffino_model_has_published_parameters():
+    mixture = load_mixture("zaffino2021")
+    assert mixture.means == pytest.approx([-950.35445, -828.9766504, -652.26530371, -337.03481411, -12.53896037])
+    assert mixture.stds == pytest.approx([44.00749401, 58.42144763, 94.48375709, 156.67553717, 193.99477924])
+    assert mixture.weights == pytest.approx([0.33915991, 0.36163895, 0.13880557, 0.05467644, 0.10571913])
+    assert isinstance(mixture, TissueMixture)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_weighted_kmeans_matches_scikit_learn_inertia(seed):
+    from sklearn.cluster import KMeans
+
+    from radiolab.mixture import weighted_kmeans_1d
+
+    histogram = _hist(_sample(seed))
+    x, w = histogram.values, histogram.counts.astype(float)
+    keep = w > 0
+    x, w = x[keep], w[keep]
+    assignment = weighted_kmeans_1d(x, w, 5, np.random.default_rng(seed))
+    assert sorted(set(assignment.tolist())) == [0, 1, 2, 3, 4]
+    centres = np.array([np.average(x[assignment == j], weights=w[assignment == j]) for j in range(5)])
+    assert np.all(np.diff(centres) > 0)
+    inertia = float(np.sum(w * (x - centres[assignment]) ** 2))
+    reference = KMeans(5, n_init=10, random_state=seed).fit(x[:, None], sample_weight=w).inertia_
+    assert inertia <= reference * 1.01
