@@ -215,3 +215,25 @@ def test_features_and_correlate_adapters_call_their_modules(cohort, tmp_path, mo
     scores.write_text("id,S\ncase_000,2\n")
     third = run_pipeline(parse_pipeline(data), cohort, out, scores=scores)
     assert [r.status for r in third.results] == ["skipped", "skipped", "done"] and list(calls) == ["correlate"]
+
+
+def test_dicom_ingest_runs_once_then_is_up_to_date(tmp_path):
+    pytest.importorskip("radiolab.dicom")
+    from pydicom.data import get_testdata_file
+
+    source = get_testdata_file("CT_small.dcm", download=False)
+    if source is None:
+        pytest.skip("pydicom test file CT_small.dcm is not installed")
+    dicom_dir = tmp_path / "dicom"
+    dicom_dir.mkdir()
+    (dicom_dir / "CT_small.dcm").write_bytes(Path(source).read_bytes())
+    pipeline = parse_pipeline({"name": "i", "stages": ["ingest", "segment"]})
+    out = tmp_path / "out"
+    for _ in range(2):  # one 128 x 128 slice holds no lung: segment fails, ingest is kept
+        with pytest.raises(StageError) as caught:
+            run_pipeline(pipeline, dicom_dir, out)
+        assert caught.value.stage == "segment" and "no scan was labelled" in caught.value.message
+    record = json.loads((out / "pipeline.json").read_text())["stages"]["ingest"]
+    assert record["status"] == "done" and record["message"] == "up to date"
+    written = record["outputs"]["written"]
+    assert len(written) == 1 and Path(written[0]).parent == out / "volumes" and Path(written[0]).is_file()
