@@ -4,7 +4,7 @@
 
 1. ``radiolab segment`` on a seeded synthetic cohort with each backend: this process
    (``--jobs 1``), joblib (``--jobs 2``), and a Dask ``LocalCluster`` with 1 and 2
-   workers (cluster start-up timed apart). Wall times, the 1 -> 2 worker ratio, and a
+   workers (start-up of the pool or cluster timed apart). Wall times, the 1 -> 2 worker ratio, and a
    check that every backend wrote byte-identical outputs.
 2. A rerun of the finished folder (everything skipped: the cost of hashing inputs).
 3. Peak Python memory (tracemalloc, numpy included) of the reduce step, from the cached
@@ -49,6 +49,7 @@ def run_backends(scans, out: Path) -> dict:
         shutil.rmtree(folder, ignore_errors=True)
         start = time.perf_counter()
         with make_executor(**options) as executor:
+            executor.map(abs, [-1, -2])  # start the pool's processes: counted as start-up
             ready = time.perf_counter()
             report = segment_cohort(scans, folder, config, executor=executor)
             finished = time.perf_counter()
