@@ -292,7 +292,8 @@ class DaskExecutor(Executor):
                 if future.status == "finished":
                     result = future.result()
                 else:
-                    result = TaskFailure(_describe_dask_error(future.exception()), self.attempts)
+                    error = future.exception()
+                    result = TaskFailure(_describe_dask_error(error), _dask_attempts(error, self.attempts))
                 future.release()
                 bar.update()
                 yield position[future.key], result
@@ -310,11 +311,17 @@ class DaskExecutor(Executor):
         self._owned = ()
 
 
+def _dask_attempts(error: BaseException, attempts: int) -> int:
+    from distributed import KilledWorker
+
+    return error.allowed_failures + 1 if isinstance(error, KilledWorker) else attempts
+
+
 def _describe_dask_error(error: BaseException) -> str:
     from distributed import KilledWorker
 
     if isinstance(error, KilledWorker):
-        return f"worker died while running it {error.allowed_failures + 1} times"
+        return "its worker process died each time"
     return _one_line(error)
 
 

@@ -282,3 +282,27 @@ def test_outputs_have_no_dates_and_records_name_inputs(cohort, tmp_path):
     assert record["input_hash"] == scans[0].content_hash()
     assert record["mask_key"] == SegmentConfig().mask_key()
     assert read_header(paths["lung"])["radiolab_input_hash"] == record["input_hash"]
+
+
+def test_transient_errors_are_retried_then_recorded(cohort, tmp_path, monkeypatch):
+    import radiolab.segment as segment
+
+    real = segment.mask_scan
+    calls: dict[str, int] = {}
+
+    def flaky(scan, *args, **kwargs):
+        calls[scan.id] = calls.get(scan.id, 0) + 1
+        if scan.id == "case_000" and calls[scan.id] < 2:
+            raise OSError("stale NFS handle")  # cured by the second attempt
+        if scan.id == "case_001":
+            raise OSError("stale NFS handle")  # never cured
+        return real(scan, *args, **kwargs)
+
+    monkeypatch.setattr(segment, "mask_scan", flaky)
+    scans, _ = find_inputs(cohort)
+    report = segment_cohort(scans[:3], tmp_path, SegmentConfig())
+    assert calls == {"case_000": 2, "case_001": 3, "case_002": 1}
+    assert sorted(r["id"] for r in report.rows) == ["case_000", "case_002"]
+    assert [(e.id, e.stage) for e in report.errors] == [("case_001", "lung_mask")]
+    line = (tmp_path / "errors.csv").read_text().splitlines()[1]
+    assert line.startswith("case_001,lung_mask,") and "OSError: stale NFS handle (failed 3 times)" in line
