@@ -79,7 +79,7 @@ class JointClassifierSegmenter(nn.Module):
     block_config : tuple of 4 int
         Layers per dense block.
     aspp_channels : int, optional
-        Channels of each ASPP branch (default: a quarter of the stride-16 features).
+        Channels of each ASPP branch (default: an eighth of the stride-16 features).
 
     Forward
     -------
@@ -107,7 +107,7 @@ class JointClassifierSegmenter(nn.Module):
             if index < 3:
                 channels //= 2
         final_channels = channels
-        branch = aspp_channels or max(8, mid_channels // 4)
+        branch = aspp_channels or max(8, mid_channels // 8)
         from monai.networks.blocks import SimpleASPP
 
         self.aspp = SimpleASPP(2, mid_channels, branch, kernel_sizes=(1, 3, 3, 3), dilations=(1, 2, 4, 6))
