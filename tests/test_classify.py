@@ -504,6 +504,8 @@ def test_joint_model_trains_with_segment_label_maps(cohort, tmp_path):
 
     folder, manifest, _ = cohort
     config = config_for(None, model="jcs-tiny", image_size=32, batch_size=8, epochs=1, lr=3e-3)
+    with pytest.raises(InputError, match="needs lesion masks of positive training scans"):
+        train(manifest, tmp_path / "no-masks", config, progress=False, log=None)
     result = train(manifest, tmp_path / "jcs", config, labels_dir=folder, progress=False, log=None)
     row = result.history[0]
     assert row["train_seg_loss"] > 0 and row["train_loss"] == pytest.approx(row["train_cls_loss"] + row["train_seg_loss"])

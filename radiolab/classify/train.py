@@ -320,9 +320,10 @@ def train(
     ------
     InputError
         Bad manifest, subject leakage, no usable train or val scan, a train split with
-        one class only, an existing run without ``resume``, an unsafe weights file.
+        one class only, a joint model without any lesion mask of a positive training
+        scan, an existing run without ``resume``, an unsafe weights file.
     ValueError
-        Unknown model or settings.
+        Unknown model or settings, or a training loss that is not finite.
     """
     out = os.fspath(out)
     say = log or (lambda line: None)
@@ -367,6 +368,10 @@ def train(
     for scan in train_scans:
         if scan.note:
             say(f"note {scan.row.path}: {scan.note}")
+    if config.is_joint and not any(scan.masks is not None for scan in train_scans if scan.row.label == 1):
+        raise InputError(manifest, f"model {config.model!r} needs lesion masks of positive training scans and "
+                                   "found none: pass the `radiolab segment` output folder as labels_dir "
+                                   "(--labels-dir) or give a mask column")
 
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
@@ -411,7 +416,8 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss, cls_loss, seg_loss = joint_loss(model(images), labels, masks, has_mask, config)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"epoch {epoch}: the training loss is {float(loss)}; lower the learning rate")
+                raise ValueError(f"epoch {epoch}: the training loss is {loss.item()}; lower the learning rate "
+                                 f"(last.pt keeps epoch {epoch - 1})")
             loss.backward()
             optimizer.step()
             size = images.shape[0]
