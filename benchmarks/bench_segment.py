@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -81,11 +80,13 @@ def run_backend(backend: str, scan_path: Path, out_dir: Path, seed: int) -> tupl
 
 def peak_rss_of_fast_segment(scan_path: Path, out_dir: Path) -> tuple[float, float]:
     """Peak RSS (MiB) and wall time of `radiolab segment` on the scan, in a fresh process."""
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across exec.
     code = (
-        "import resource, sys, time; from radiolab.cli import main; t = time.perf_counter(); "
+        "import sys, time; from radiolab.cli import main; t = time.perf_counter(); "
         f"status = main(['segment', '--in', {str(scan_path)!r}, '--out', {str(out_dir)!r}, "
         "'--preset', 'zaffino2021', '--quiet']); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, time.perf_counter() - t); "
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]; "
+        "print(int(hwm) / 1024, time.perf_counter() - t); "
         "sys.exit(status)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
