@@ -13,6 +13,7 @@ columns are the physical directions of the index axes i, j, k (= x, y, z).
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -285,8 +286,10 @@ def _first_line(error: BaseException) -> str:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only on success.
 
-    An interrupted write leaves at most a hidden temporary file, never a truncated
-    ``path``.
+    An interrupted write leaves at most a hidden temporary file
+    (``.<name>.<random>.part<suffix>``), never a truncated ``path``. The data are
+    flushed to disk before the rename, so that a machine that loses power right after
+    it cannot leave an empty ``path`` either.
     """
     path = os.fspath(path)
     directory, name = os.path.split(os.path.abspath(path))
@@ -297,11 +300,41 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     try:
         yield temporary
         os.chmod(temporary, 0o666 & ~_UMASK)
+        _fsync_file(temporary)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def remove_partial_writes(path: str | os.PathLike[str]) -> list[str]:
+    """Delete the temporary files that interrupted `atomic_path` writes of ``path`` left.
+
+    Only call it when no other process is writing ``path``.
+
+    Returns
+    -------
+    list of str
+        The files removed.
+    """
+    import glob
+
+    directory, name = os.path.split(os.path.abspath(os.fspath(path)))
+    removed = []
+    for stale in glob.glob(os.path.join(glob.escape(directory), f".{glob.escape(name)}.*.part*")):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(stale)
+            removed.append(stale)
+    return removed
+
+
+def _fsync_file(path: str) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
@@ -363,8 +396,32 @@ def write_volume(
         header[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         custom[key] = "string"
     with atomic_path(path) as temporary:
-        nrrd.write(temporary, np.ascontiguousarray(array), header, index_order="C",
-                   compression_level=compression_level, custom_field_map=custom)
+        with open(temporary, "wb") as handle:
+            nrrd.write(_UndatedWriter(handle), np.ascontiguousarray(array), header, index_order="C",
+                       compression_level=compression_level, custom_field_map=custom)
+
+
+class _UndatedWriter(io.RawIOBase):
+    """A binary file wrapper that drops pynrrd's ``# on <date>(GMT).`` header comment.
+
+    Without the date, equal arrays and headers give byte-identical files (zlib's gzip
+    wrapper already writes a zero timestamp), so a rerun's output equals the first run's.
+    """
+
+    def __init__(self, handle) -> None:
+        super().__init__()
+        self._handle = handle
+        self._in_header = True
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        data = bytes(data) if self._in_header else data
+        if self._in_header and data.startswith(b"# on ") and data.endswith(b"(GMT).\n"):
+            self._in_header = False
+            return len(data)
+        return self._handle.write(data)
 
 
 # 3D Slicer reads these NRRD fields to show a label map as named, coloured segments.

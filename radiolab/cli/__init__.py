@@ -13,6 +13,8 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("radiolab.cli.ingest", "convert DICOM series under a folder into NRRD volumes"),
     "segment": ("radiolab.cli.segment", "lung masks, pooled mixture, tissue labels, median maps, summary"),
+    "fit": ("radiolab.cli.fit", "pooled mixture fit from the histograms of a sharded segment run"),
+    "run": ("radiolab.cli.run", "run a declared pipeline (pipelines/*.yaml) of stages"),
     "correlate": ("radiolab.cli.correlate", "correlate lung involvement with expert 0-5 scores (C, R^2, kappa)"),
     "robustness": ("radiolab.cli.robustness", "stability of the pooled mixture over random subsets of scans"),
     "qc": ("radiolab.cli.qc", "QC images (slices with tissue classes) and automatic flags of a segmented cohort"),

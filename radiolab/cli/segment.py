@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from radiolab.errors import InputError
 from radiolab.lung import BACKENDS, PRESETS
 
 
@@ -37,9 +36,41 @@ def _get_parser() -> argparse.ArgumentParser:
                         help="override the closing ball radii: mm (default) or voxels (zaffino2021)")
     parser.add_argument("--backend", default="fast", choices=BACKENDS,
                         help="'fast' (default) or 'reference' (the paper's library calls, slow)")
-    parser.add_argument("--jobs", type=int, default=1, help="scans processed in parallel (default 1)")
+    add_backend_arguments(parser)
+    parser.add_argument("--shard", metavar="i/N",
+                        help="run the per-scan steps on shard i (0-based) of N of the sorted scan ids only; "
+                             "labels too once `radiolab fit` has written gmm.json (see docs/batch.md)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summary table")
     return parser
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options choosing where per-scan tasks run, and the resume rules (shared with `run`)."""
+    group = parser.add_argument_group("backend and resume")
+    group.add_argument("--jobs", type=int, default=1,
+                       help="scans processed in parallel by local processes (default 1)")
+    group.add_argument("--cluster", choices=("local", "slurm", "pbs"),
+                       help="run on a Dask cluster: 'local' (LocalCluster of processes), "
+                            "'slurm' or 'pbs' (workers started as batch jobs by dask-jobqueue)")
+    group.add_argument("--workers", type=int,
+                       help="Dask workers to start with --cluster (default 2 for local)")
+    group.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="address of a running Dask scheduler")
+    group.add_argument("--scheduler-file", metavar="FILE",
+                       help="scheduler file of a running Dask scheduler (dask scheduler --scheduler-file)")
+    group.add_argument("--cluster-config", metavar="FILE",
+                       help="YAML job settings for --cluster slurm/pbs: queue, account, cores, memory, "
+                            "walltime, job_extra_directives, job_script_prologue, ...")
+    group.add_argument("--attempts", type=int, default=3,
+                       help="tries per scan (an error or a dead worker) before it is recorded failed (default 3)")
+    group.add_argument("--force", action="store_true",
+                       help="recompute scans whose outputs are up to date (default: skip them)")
+
+
+def backend_kwargs(args: argparse.Namespace) -> dict:
+    """The library arguments of the backend options, by the same names."""
+    return {"jobs": args.jobs, "cluster": args.cluster, "workers": args.workers, "scheduler": args.scheduler,
+            "scheduler_file": args.scheduler_file, "cluster_config": args.cluster_config,
+            "attempts": args.attempts, "force": args.force}
 
 
 def config_from_args(args: argparse.Namespace):
@@ -54,30 +85,51 @@ def config_from_args(args: argparse.Namespace):
 
 
 def print_summary(report, out) -> None:
-    print(f"{'id':<24} {'lung mL':>9} {'GGO %':>7} {'cons %':>7} {'other %':>8} {'LI %':>7}")
+    print_table(report)
+    print(count_line(report, out))
+
+
+def print_table(report) -> None:
+    """One line per labelled scan (volumes and percentages), failures on stderr."""
+    if report.rows:
+        print(f"{'id':<24} {'lung mL':>9} {'GGO %':>7} {'cons %':>7} {'other %':>8} {'LI %':>7}")
     for row in sorted(report.rows, key=lambda r: r["id"]):
         print(f"{row['id']:<24} {row['lung_volume_ml']:>9.1f} {row['ggo_pct']:>7.2f} "
               f"{row['consolidation_pct']:>7.2f} {row['other_pct']:>8.2f} {row['LI_pct']:>7.2f}")
     for error in report.errors:
         print(f"FAILED {error.id} [{error.stage}]: {error.message}", file=sys.stderr)
-    print(f"{len(report.rows)} scan(s) done, {len(report.errors)} failed; outputs in {out}")
+
+
+def count_line(report, out) -> str:
+    """``N done, M skipped (up to date), K failed[, P awaiting the fit]; outputs in OUT``."""
+    text = (f"{len(report.done)} scan(s) done, {len(report.skipped)} skipped (up to date), "
+            f"{len(report.errors)} failed")
+    if report.pending:
+        text += f", {len(report.pending)} awaiting labels (run `radiolab fit {out}`, then this shard again)"
+    return f"{text}; outputs in {out}"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _get_parser().parse_args(argv)
     from radiolab.segment import find_inputs, segment_cohort
 
+    from radiolab.errors import RadiolabError
+    from radiolab.executors import parse_shard
+
     if args.jobs < 1:
         print("radiolab segment: --jobs must be at least 1", file=sys.stderr)
         return 2
     try:
+        if args.shard is not None:
+            parse_shard(args.shard)
         config = config_from_args(args)
         config.lung_settings()
         scans, skipped = find_inputs(args.inputs)
         for path, reason in skipped:
             print(f"skipped {path}: {reason}", file=sys.stderr)
-        report = segment_cohort(scans, args.out, config, jobs=args.jobs, progress=not args.quiet)
-    except (InputError, ValueError) as error:
+        report = segment_cohort(scans, args.out, config, shard=args.shard, progress=not args.quiet,
+                                **backend_kwargs(args))
+    except (RadiolabError, ValueError) as error:
         print(f"radiolab segment: error: {error}", file=sys.stderr)
         return 2
     if not args.quiet:
