@@ -12,6 +12,7 @@ their header. The session ends with the line ``bad inputs: N tried, N handled``.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
 import importlib
@@ -36,12 +37,11 @@ from bad_inputs.corpus import ACCEPT, REJECT, SKIP, TALLY
 from radiolab import cli
 from radiolab.errors import InputError
 from radiolab.io import MEMORY_SHARE_LIMIT, SEGMENT_PEAK_FACTOR, memory_needed_bytes, read_header, read_volume, scan_id
-from radiolab.segment import OUTPUT_SUFFIXES
+from radiolab.segment import OUTPUT_SUFFIXES, RUN_FILES
 from radiolab.synthetic import chest_phantom, make_cohort
 
 GOOD_SHAPE = (40, 64, 64)
 GOOD_SPACING = (7.0, 5.0, 5.0)
-RUN_FILES = {"summary.csv", "errors.csv", "gmm.json"}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -157,7 +157,9 @@ def test_volume_case_gets_an_errors_row_and_no_output(batch, name):
         assert str(case.path) in message, message
         assert case.expected in message, message
         assert f"FAILED {scan} [lung_mask]: {case.path}" in batch.stderr
-        assert [s for s in OUTPUT_SUFFIXES.values() if (batch.out / f"{scan}{s}").exists()] == []
+        # The failed scan's only output is its error record, the same as its errors.csv row.
+        assert [s for s in OUTPUT_SUFFIXES.values() if (batch.out / f"{scan}{s}").exists()] == ["_error.json"]
+        assert json.loads((batch.out / f"{scan}_error.json").read_text()) == rows[0]
 
 
 def test_batch_good_scans_complete_beside_the_bad_ones(batch):
@@ -176,8 +178,11 @@ def test_batch_good_scans_complete_beside_the_bad_ones(batch):
         assert json.loads((batch.out / f"{scan}_hist.json").read_text())["id"] == scan
         assert json.loads((batch.out / f"{scan}_summary.json").read_text())["id"] == scan
     assert json.loads((batch.out / "gmm.json").read_text())["scans"] == batch.good_ids
-    # Only the documented outputs: run files and the good scans' files; nothing partial.
-    expected = RUN_FILES | {f"{scan}{suffix}" for scan in batch.good_ids for suffix in OUTPUT_SUFFIXES.values()}
+    # Only the documented outputs: run files, the good scans' files, the failed scans'
+    # error records; nothing partial.
+    good_files = {f"{scan}{suffix}" for scan in batch.good_ids for suffix in OUTPUT_SUFFIXES.values()
+                  if suffix != "_error.json"}
+    expected = set(RUN_FILES) | good_files | {f"{row['id']}_error.json" for row in batch.errors}
     assert sorted(p.name for p in files_under(batch.out)) == sorted(expected)
     assert partial_files(batch.out) == []
     assert batch.outside == []
@@ -507,8 +512,6 @@ def test_privacy_no_patient_tag_reaches_any_output(tmp_path):
             # Embedded images are base64: checked as images below, not as text.
             texts[relative] = re.sub(r"data:[a-z/+]+;base64,[A-Za-z0-9+/=]+", "", text)
             for uri in re.findall(r"data:[a-z/+]+;base64,([A-Za-z0-9+/=]+)", text):
-                import base64
-
                 data_bytes = base64.b64decode(uri)
                 for value in phi:
                     assert value.encode() not in data_bytes, (value, relative)
@@ -560,7 +563,8 @@ def test_memory_guard_in_a_batch_gives_errors_rows(tmp_path, monkeypatch):
     for row in rows:
         assert row["message"].startswith(f"{tmp_path / 'scans' / row['id']}.nrrd: too large for memory")
         assert "needs about 1.7 MiB, but only 1.0 MiB of memory is available" in row["message"]
-    assert sorted(p.name for p in files_under(space.out)) == ["errors.csv", "summary.csv"]
+    assert sorted(p.name for p in files_under(space.out)) == [
+        "case_000_error.json", "case_001_error.json", "errors.csv", "summary.csv"]
     assert space.outside_changes() == []
 
 
