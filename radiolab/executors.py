@@ -25,6 +25,7 @@ them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from radiolab.errors import InputError, OptionalDependencyError, RadiolabError
+from radiolab.lung import KERNEL_THREADS_VARIABLE
 
 DEFAULT_ATTEMPTS = 3
 CLUSTER_KINDS = ("local", "slurm", "pbs")
@@ -212,7 +214,9 @@ class JoblibExecutor(Executor):
                 finished: set[int] = set()
                 try:
                     # Never n_jobs=1: joblib would run in this process, where a crash is fatal.
-                    parallel = Parallel(n_jobs=max(self.jobs, 2), return_as="generator_unordered")
+                    # Each worker's multi-threaded kernels get their share of the cores.
+                    with kernel_threads(max(1, (os.cpu_count() or 1) // self.jobs)):
+                        parallel = Parallel(n_jobs=max(self.jobs, 2), return_as="generator_unordered")
                     for index, outcome in parallel(delayed(task)((i, items[i])) for i in pending):
                         finished.add(index)
                         bar.update()
@@ -486,6 +490,24 @@ def _import_distributed(feature: str):
     return distributed
 
 
+@contextlib.contextmanager
+def kernel_threads(count: int):
+    """Set RADIOLAB_KERNEL_THREADS for worker processes started inside the block.
+
+    The distance transforms of the lung mask use this many threads per process, so
+    that N workers on one machine do not oversubscribe its cores.
+    """
+    previous = os.environ.get(KERNEL_THREADS_VARIABLE)
+    os.environ[KERNEL_THREADS_VARIABLE] = str(count)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(KERNEL_THREADS_VARIABLE, None)
+        else:
+            os.environ[KERNEL_THREADS_VARIABLE] = previous
+
+
 def local_cluster(workers: int, *, attempts: int = DEFAULT_ATTEMPTS, threads_per_worker: int = 1,
                   memory_limit: str | float | None = "auto"):
     """A ``distributed.LocalCluster`` of worker processes on the loopback interface.
@@ -509,14 +531,15 @@ def local_cluster(workers: int, *, attempts: int = DEFAULT_ATTEMPTS, threads_per
     distributed = _import_distributed("--cluster local")
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    return distributed.LocalCluster(
-        n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-        host="127.0.0.1", dashboard_address=None, memory_limit=memory_limit,
-        # The scheduler's HTTP server (metrics only, no dashboard) on a free loopback port.
-        scheduler_kwargs={"allowed_failures": attempts - 1, "dashboard": False,
-                          "dashboard_address": "127.0.0.1:0"},
-        silence_logs=logging.ERROR,
-    )
+    with kernel_threads(max(1, (os.cpu_count() or 1) // workers)):
+        return distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
+            host="127.0.0.1", dashboard_address=None, memory_limit=memory_limit,
+            # The scheduler's HTTP server (metrics only, no dashboard) on a free loopback port.
+            scheduler_kwargs={"allowed_failures": attempts - 1, "dashboard": False,
+                              "dashboard_address": "127.0.0.1:0"},
+            silence_logs=logging.ERROR,
+        )
 
 
 def jobqueue_cluster(kind: str, config: ClusterConfig = ClusterConfig(), *,

@@ -26,6 +26,7 @@ with a physical ball), kept for agreement tests and benchmarks.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
@@ -36,6 +37,16 @@ from radiolab import _bitmorph
 from radiolab.errors import NoLungError
 
 Backend = Literal["fast", "reference"]
+# Threads of the distance transforms; 0 = all cores. Executors lower it per worker.
+KERNEL_THREADS_VARIABLE = "RADIOLAB_KERNEL_THREADS"
+
+
+def kernel_threads() -> int:
+    try:
+        return max(0, int(os.environ.get(KERNEL_THREADS_VARIABLE, "0")))
+    except ValueError:
+        return 0
+
 BACKENDS = ("fast", "reference")
 
 
@@ -288,9 +299,10 @@ def _edt_closing(mask: np.ndarray, metric, radius_sq: float) -> np.ndarray:
         return mask
     pad = [int(math.ceil(math.sqrt(radius_sq) / m)) + 1 for m in metric]
     crop = np.pad(mask[box], [(p, p) for p in pad])
-    dilated = edt.edtsq((~crop).view(np.uint8), anisotropy=metric, black_border=False, parallel=0) <= radius_sq
+    threads = kernel_threads()
+    dilated = edt.edtsq((~crop).view(np.uint8), anisotropy=metric, black_border=False, parallel=threads) <= radius_sq
     del crop
-    closed = edt.edtsq(dilated.view(np.uint8), anisotropy=metric, black_border=True, parallel=0) > radius_sq
+    closed = edt.edtsq(dilated.view(np.uint8), anisotropy=metric, black_border=True, parallel=threads) > radius_sq
     del dilated
     out = np.zeros_like(mask)
     inner = tuple(slice(p, p + (b.stop - b.start)) for p, b in zip(pad, box))

@@ -171,3 +171,15 @@ def test_core_import_path_loads_no_heavy_dependency():
             "print(heavy); sys.exit(bool(heavy))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_segment_qc_writes_images_and_flags(tmp_path):
+    from PIL import Image
+
+    make_cohort(tmp_path / "scans", 1, seed=2, **TINY)
+    out = tmp_path / "labels"
+    assert main(["segment", "--in", str(tmp_path / "scans"), "--out", str(out), "--qc", "--quiet"]) == 0
+    image = np.asarray(Image.open(out / "case_000_qc.png").convert("L"))
+    assert image.shape[0] > 200 and image.shape[1] > 200 and image.std() > 10
+    assert read_csv(out / "flags.csv") is not None
+    assert "flags" in read_csv(out / "summary.csv")[0]

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "robustness": ("radiolab.cli.robustness", "stability of the pooled mixture over random subsets of scans"),
     "qc": ("radiolab.cli.qc", "QC images (slices with tissue classes) and automatic flags of a segmented cohort"),
     "report": ("radiolab.cli.report", "one self-contained HTML report of a segmented cohort"),
+    "classify": ("radiolab.cli.classify", "train, apply and evaluate slice/subject CT classifiers (needs torch)"),
     "demo": ("radiolab.cli.demo", "make a synthetic cohort and segment it"),
 }
 

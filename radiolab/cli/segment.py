@@ -40,6 +40,8 @@ def _get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shard", metavar="i/N",
                         help="run the per-scan steps on shard i (0-based) of N of the sorted scan ids only; "
                              "labels too once `radiolab fit` has written gmm.json (see docs/batch.md)")
+    parser.add_argument("--qc", action="store_true",
+                        help="also write <id>_qc.png images and the automatic flags (as `radiolab qc`)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summary table")
     return parser
 
@@ -132,6 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     except (RadiolabError, ValueError) as error:
         print(f"radiolab segment: error: {error}", file=sys.stderr)
         return 2
+    qc_failed = 0
+    if args.qc and report.rows:
+        from radiolab.report.flags import run_qc
+
+        qc = run_qc(args.out, scans, jobs=args.jobs)
+        qc_failed = sum(1 for image in qc.images if image.error)
+        for image in qc.images:
+            if image.error:
+                print(f"QC image failed for {image.id}: {image.error}", file=sys.stderr)
     if not args.quiet:
         print_summary(report, args.out)
-    return 1 if report.errors else 0
+    return 1 if report.errors or qc_failed else 0
