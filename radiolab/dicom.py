@@ -462,16 +462,18 @@ def read_series(info: SeriesInfo, *, spacing_tolerance: float = SPACING_TOLERANC
         RescaleIntercept`` per slice, rounded); geometry as described in the module
         docstring; ``path`` = the series' folder; ``meta`` with ``series_number``,
         ``series_description``, ``uid_hash``, ``modality``, ``transfer_syntax`` and
-        ``warnings`` (uneven spacing, one string per uneven step, gaps in mm).
+        ``warnings`` (uneven spacing, one string per uneven step, gaps in mm; missing
+        rescale tags).
 
     Raises
     ------
     InputError
         Naming the folder or file: unreadable or undecodable file, no pixel data, colour
         or multi-frame pixels, differing Rows/Columns, ImageOrientationPatient or
-        PixelSpacing between slices, duplicate slice positions, gantry tilt (with its
-        angle in degrees), a single slice without SliceThickness, HU outside int16,
-        or too large for memory.
+        PixelSpacing between slices, RescaleSlope/RescaleIntercept present in some
+        slices only, duplicate slice positions, gantry tilt (with its angle in
+        degrees), a single slice without SliceThickness, HU outside int16, or too
+        large for memory.
     """
     folder = info.folder
     files = list(info.files)
@@ -510,6 +512,18 @@ def read_series(info: SeriesInfo, *, spacing_tolerance: float = SPACING_TOLERANC
             raise InputError(path, f"gantry tilt of {tilt_deg:.2f} degrees (GantryDetectorTilt); "
                                    "tilted series are not supported")
 
+    def has_rescale(ds: Any) -> bool:
+        return all(ds.get(k) not in (None, "") for k in ("RescaleSlope", "RescaleIntercept"))
+
+    without_rescale = [os.path.basename(p) for p, ds in zip(files, headers) if not has_rescale(ds)]
+    if without_rescale and len(without_rescale) < len(files):
+        raise InputError(
+            folder,
+            f"RescaleSlope/RescaleIntercept missing in {len(without_rescale)} of {len(files)} slices "
+            f"(e.g. {without_rescale[0]}) but present in the others: those slices' HU would be wrong; "
+            "not one volume",
+        )
+
     row, col = orientations[0][:3], orientations[0][3:]
     normal = np.cross(row, col)
     positions = np.array([_floats(ds, "ImagePositionPatient", 3, p) for p, ds in zip(files, headers)])
@@ -521,8 +535,13 @@ def read_series(info: SeriesInfo, *, spacing_tolerance: float = SPACING_TOLERANC
                                  spacing_tolerance=spacing_tolerance,
                                  tilt_tolerance_deg=tilt_tolerance_deg)
 
+    if without_rescale:
+        notes.append("no RescaleSlope/RescaleIntercept in any slice: stored values taken as HU")
+
     rows, cols = shapes[0]
-    _check_memory(folder, len(files) * rows * cols, 0)
+    # Slices are decoded one by one straight into the int16 volume.
+    _check_memory(folder, len(files) * rows * cols, 2, shape=(len(files), rows, cols),
+                  pixel_type="DICOM slices")
     volume = np.empty((len(files), rows, cols), dtype=np.int16)
     syntaxes: list[str] = []
     for index, path in enumerate(files):

@@ -21,3 +21,12 @@ def cohort_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cohort")
     written = make_cohort(folder, 4, shape=SMALL_SHAPE, spacing=SMALL_SPACING, seed=10)
     return folder, written
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print ``bad inputs: N tried, N handled`` when the bad-input corpus ran."""
+    import sys
+
+    corpus = sys.modules.get("bad_inputs.corpus")
+    if corpus is not None and (corpus.TALLY.results or corpus.TALLY.skipped):
+        terminalreporter.write_line(corpus.TALLY.summary())
