@@ -766,8 +766,8 @@ def segment_cohort(
         once with InputError.
     """
     out = Path(out_dir)
+    mixture = resolve_model(config)  # a bad --model fails before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    mixture = resolve_model(config)
     scans = sorted(scans, key=lambda s: s.id)
     if shard is not None:
         index, count = parse_shard(shard)
