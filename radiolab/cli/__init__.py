@@ -13,6 +13,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("radiolab.cli.ingest", "convert DICOM series under a folder into NRRD volumes"),
     "segment": ("radiolab.cli.segment", "lung masks, pooled mixture, tissue labels, median maps, summary"),
+    "features": ("radiolab.cli.features", "pyradiomics features per tissue class, lung and involved lung"),
     "demo": ("radiolab.cli.demo", "make a synthetic cohort and segment it"),
 }
 
