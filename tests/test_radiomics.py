@@ -18,8 +18,9 @@ import SimpleITK as sitk  # noqa: E402
 
 from radiolab.cli import main as radiolab_main  # noqa: E402
 from radiolab.errors import InputError, OptionalDependencyError  # noqa: E402
-from radiolab.io import Geometry, read_volume, write_volume  # noqa: E402
 from radiolab import radiomics as rad  # noqa: E402
+from radiolab.io import Geometry, read_volume, write_volume  # noqa: E402
+from radiolab.segment import ScanInput  # noqa: E402
 from radiolab.synthetic import chest_phantom  # noqa: E402
 
 SHAPE = (40, 64, 64)
@@ -344,9 +345,8 @@ def test_parquet_round_trips_and_parallel_jobs_agree(cohort, csv_run, tmp_path):
     features = [c for c in table.columns if c.startswith("original_")]
     np.testing.assert_array_equal(table[features].to_numpy(), from_csv[features].to_numpy())
     assert table["skip_reason"].tolist() == from_csv["skip_reason"].fillna("").tolist()
-    rows = rad.extract_cohort(
-        [__import__("radiolab.segment", fromlist=["ScanInput"]).ScanInput("case_000", str(scans / "case_000.nrrd"))],
-        labels, tmp_path / "again.parquet", params=params, format="parquet")
+    rows = rad.extract_cohort([ScanInput("case_000", str(scans / "case_000.nrrd"))], labels,
+                              tmp_path / "again.parquet", params=params, format="parquet")
     again = pd.read_parquet(tmp_path / "again.parquet")
     frame = rad.write_table(rows.rows, tmp_path / "copy.parquet", format="parquet", columns=rows.columns)
     pd.testing.assert_frame_equal(again, frame)
@@ -357,25 +357,41 @@ def test_parquet_round_trips_and_parallel_jobs_agree(cohort, csv_run, tmp_path):
 
 def test_voxel_maps_small_regions_only(cohort, tmp_path):
     root, scans, labels, params = cohort
+    labels_dir = tmp_path / "labels"
+    source = read_volume(labels / "case_000_labels.nrrd")
+    tissue = source.array.astype(np.uint8)
+    tissue[tissue == 3] = 2
+    z, y, x = np.argwhere(tissue == 2)[len(np.argwhere(tissue == 2)) // 2]
+    tissue[z - 1:z + 2, y - 3:y + 3, x - 3:x + 3] = 3  # a compact GGO lesion of 3 x 6 x 6 voxels
+    write_volume(labels_dir / "case_000_labels.nrrd", tissue, source.geometry)
     small = tmp_path / "small.yaml"
     small.write_text("featureClass:\n  firstorder: [Mean, Median]\nsetting:\n  binWidth: 25\n"
                      "voxelSetting:\n  kernelRadius: 1\n  initValue: .nan\n")
     out = tmp_path / "maps.csv"
-    status = radiolab_main(["features", "--in", str(scans / "case_000.nrrd"), "--labels", str(labels),
-                            "--out", str(out), "--params", str(small), "--regions", "other", "lung",
+    status = radiolab_main(["features", "--in", str(scans / "case_000.nrrd"), "--labels", str(labels_dir),
+                            "--out", str(out), "--params", str(small), "--regions", "ggo", "lung",
                             "--voxel-maps", "--max-map-voxels", "3000", "--quiet"])
     assert status == 0
     frame = pd.read_csv(out, keep_default_na=False, na_values=[""]).set_index("region")
-    other_voxels = int(frame.loc["other", "voxels"])
-    assert 0 < other_voxels <= 3000 < int(frame.loc["lung", "voxels"])
-    assert "voxel maps not written" in frame.loc["lung", "skip_reason"]
+    assert int(frame.loc["ggo", "voxels"]) == 108
+    assert pd.isna(frame.loc["ggo", "skip_reason"])
+    assert "voxel maps not written: the region's bounding box holds" in frame.loc["lung", "skip_reason"]
     assert "max_map_voxels=3000" in frame.loc["lung", "skip_reason"]
-    maps = sorted(p.name for p in (tmp_path / "maps_voxel_maps").iterdir())
-    assert maps == ["case_000_other_original_firstorder_Mean.nrrd", "case_000_other_original_firstorder_Median.nrrd"]
-    mean = read_volume_float(tmp_path / "maps_voxel_maps" / maps[0])
-    assert np.isfinite(mean).sum() == other_voxels
+    maps_dir = tmp_path / "maps_voxel_maps"
+    names = sorted(p.name for p in maps_dir.iterdir())
+    assert names == ["case_000_ggo_original_firstorder_Mean.nrrd", "case_000_ggo_original_firstorder_Median.nrrd"]
+    mean = read_volume_float(maps_dir / names[0])
+    assert np.isfinite(mean).sum() == 108
+    # A 3x3x3 kernel mean of the region's own voxels lies within the region's HU range.
+    ggo_hu = read_volume(scans / "case_000.nrrd").array[tissue == 3]
     finite = mean[np.isfinite(mean)]
-    assert -1100 < finite.min() and finite.max() < 400
+    assert ggo_hu.min() <= finite.min() and finite.max() <= ggo_hu.max()
+    image = sitk.ReadImage(str(maps_dir / names[0]))
+    assert rad.geometry_of(image).spacing == pytest.approx(source.geometry.spacing)
+    corner = np.argwhere(np.isfinite(mean)).min(axis=0)  # first lesion voxel, in the map's (z, y, x)
+    position = image.TransformIndexToPhysicalPoint([int(i) for i in corner[::-1]])
+    assert position == pytest.approx(rad.sitk_image(tissue, source.geometry).TransformIndexToPhysicalPoint(
+        [int(x - 3), int(y - 3), int(z - 1)]))
 
 
 def read_volume_float(path):
@@ -387,5 +403,5 @@ def read_volume_float(path):
 
 def test_voxel_feature_maps_refuses_large_regions(case):
     volume, labels, geometry = case
-    with pytest.raises(rad.MapRefused, match="more than max_map_voxels=100"):
+    with pytest.raises(rad.MapRefused, match="more than max_map_voxels=100; every map covers"):
         rad.voxel_feature_maps(volume, labels > 0, geometry, params=PARAMS, max_voxels=100)

@@ -42,7 +42,8 @@ def _get_parser() -> argparse.ArgumentParser:
                         help="also write pyradiomics voxel-based feature maps (NRRD) of small regions into "
                              "<stem>_voxel_maps/")
     parser.add_argument("--max-map-voxels", type=int, default=MAX_MAP_VOXELS,
-                        help=f"largest region for --voxel-maps, in voxels (default {MAX_MAP_VOXELS})")
+                        help="--voxel-maps refuses regions whose bounding box (which every map covers) holds "
+                             f"more voxels (default {MAX_MAP_VOXELS})")
     parser.add_argument("--min-texture-voxels", type=int, default=MIN_TEXTURE_VOXELS,
                         help=f"texture classes are skipped for smaller regions, in voxels (default {MIN_TEXTURE_VOXELS})")
     parser.add_argument("--crop-margin-mm", type=float, default=CROP_MARGIN_MM,
