@@ -681,10 +681,12 @@ def _read_labels(scan, volume, job: _ScanJob) -> np.ndarray:
         raise InputError(path, f"label map shape {labels.array.shape} differs from the scan's {volume.array.shape} "
                                f"({scan.path})")
     if not (np.allclose(labels.geometry.spacing, volume.geometry.spacing, rtol=1e-4, atol=1e-4)
-            and np.allclose(labels.geometry.origin, volume.geometry.origin, rtol=0, atol=1e-3)):
+            and np.allclose(labels.geometry.origin, volume.geometry.origin, rtol=0, atol=1e-3)
+            and np.allclose(labels.geometry.direction, volume.geometry.direction, rtol=0, atol=1e-4)):
         raise InputError(path, f"label map geometry (spacing {labels.geometry.spacing} mm, origin "
-                               f"{labels.geometry.origin} mm) differs from the scan's "
-                               f"({volume.geometry.spacing} mm, {volume.geometry.origin} mm)")
+                               f"{labels.geometry.origin} mm, direction {labels.geometry.direction}) differs "
+                               f"from the scan's ({volume.geometry.spacing} mm, {volume.geometry.origin} mm, "
+                               f"{volume.geometry.direction})")
     array = labels.array
     if array.min() < 0 or array.max() > len(CLASS_NAMES):
         raise InputError(path, f"not a tissue label map: values {array.min()}..{array.max()}, expected 0..5")

@@ -305,6 +305,12 @@ def test_failures_go_to_errors_csv_and_others_complete(cohort, tmp_path, monkeyp
     (bad_scans / "case_002.nrrd").write_bytes(b"not a volume")
     orphan = chest_phantom((24, 40, 40), (8.0, 8.0, 8.0), seed=5)
     write_volume(bad_scans / "case_003.nrrd", orphan.volume, orphan.geometry)  # no label map
+    write_volume(bad_scans / "case_004.nrrd", orphan.volume, orphan.geometry)  # label map of another size
+    bad_labels = tmp_path / "labels"
+    bad_labels.mkdir()
+    for name in ("case_000_labels.nrrd", "case_001_labels.nrrd"):
+        (bad_labels / name).symlink_to(labels / name)
+    (bad_labels / "case_004_labels.nrrd").symlink_to(labels / "case_000_labels.nrrd")
 
     real = rad.extract_features
 
@@ -315,16 +321,19 @@ def test_failures_go_to_errors_csv_and_others_complete(cohort, tmp_path, monkeyp
 
     monkeypatch.setattr(rad, "extract_features", failing_ggo)
     out = tmp_path / "out" / "features.csv"
-    status = radiolab_main(["features", "--in", str(bad_scans), "--labels", str(labels), "--out", str(out),
+    status = radiolab_main(["features", "--in", str(bad_scans), "--labels", str(bad_labels), "--out", str(out),
                             "--params", str(params), "--regions", "ggo", "lung", "--quiet"])
     assert status == 1
     with open(out.parent / "errors.csv", newline="") as handle:
         errors = list(csv.DictReader(handle))
     assert [(e["id"], e["stage"]) for e in errors] == [
-        ("case_000", "features"), ("case_001", "features"), ("case_002", "read"), ("case_003", "labels")]
+        ("case_000", "features"), ("case_001", "features"), ("case_002", "read"), ("case_003", "labels"),
+        ("case_004", "labels")]
     assert "region ggo: simulated pyradiomics crash" in errors[0]["message"]
     assert "case_002.nrrd" in errors[2]["message"]
     assert "case_003_labels.nrrd" in errors[3]["message"] and "radiolab segment" in errors[3]["message"]
+    assert "case_004_labels.nrrd" in errors[4]["message"] and "differs from the scan's (24, 40, 40)" in errors[4][
+        "message"]
     frame = pd.read_csv(out, keep_default_na=False, na_values=[""])
     assert list(zip(frame["id"], frame["region"])) == [("case_000", "lung"), ("case_001", "lung")]
     assert frame["original_glcm_Contrast"].notna().all()
