@@ -251,8 +251,6 @@ def _validate_params(where: str, data: dict[str, Any]) -> None:
     if spacing is not None and len(spacing) != 3:
         raise InputError(where, "setting resampledPixelSpacing needs three values (x, y, z in mm), "
                                 f"got {spacing}")
-    if not (data.get("featureClass") or {}) and data.get("featureClass", None) is not None:
-        raise InputError(where, "featureClass is empty: enable at least one feature class")
 
 
 def params_sha256(params: Mapping[str, Any]) -> str:
