@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench bench-features clean
 
 install: $(STAMP)
 
@@ -29,5 +29,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_segment.py
 
+# Seconds per region of `radiolab features` on a 512x512x300 phantom (about 10 minutes).
+bench-features: $(STAMP)
+	$(BIN)/python benchmarks/bench_features.py --work bench-features
+
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) demo-out bench-features .pytest_cache

@@ -47,8 +47,7 @@ class NoLungError(RadiolabError, ValueError):
 class OptionalDependencyError(RadiolabError, ImportError):
     """An optional dependency (torch, Dask, pyradiomics) is missing."""
 
-    def __init__(self, package: str, feature: str) -> None:
-        super().__init__(
-            f"{feature} needs the optional package '{package}'. "
-            f"Install it with `make install` or `pip install 'radiolab[all]'`."
-        )
+    def __init__(self, package: str, feature: str, *, install: str | None = None) -> None:
+        self.package = package
+        install = install or "`make install` or `pip install 'radiolab[all]'`"
+        super().__init__(f"{feature} needs the optional package '{package}'. Install it with {install}.")

@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "qc": ("radiolab.cli.qc", "QC images (slices with tissue classes) and automatic flags of a segmented cohort"),
     "report": ("radiolab.cli.report", "one self-contained HTML report of a segmented cohort"),
     "classify": ("radiolab.cli.classify", "train, apply and evaluate slice/subject CT classifiers (needs torch)"),
+    "features": ("radiolab.cli.features", "pyradiomics features per tissue class, lung and involved lung"),
     "demo": ("radiolab.cli.demo", "make a synthetic cohort and segment it"),
 }
 
