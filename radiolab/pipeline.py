@@ -521,6 +521,21 @@ def parse_pipeline(data: Any, *, source: str = "pipeline") -> Pipeline:
     return Pipeline(name=name, description=description, stages=tuple(specs), source=source)
 
 
+def builtin_pipelines() -> list[str]:
+    """Names of the shipped pipeline files (``pipelines/*.yaml`` that declare stages).
+
+    ``pipelines/radiomics.yaml`` lives there too but is a pyradiomics parameter file.
+    """
+    if not PIPELINES_DIR.is_dir():
+        return []
+    names = []
+    for path in sorted(PIPELINES_DIR.glob("*.yaml")):
+        with open(path, encoding="utf-8") as handle:
+            if any(line.startswith("stages:") for line in handle):
+                names.append(path.stem)
+    return names
+
+
 def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
     """Read and validate a pipeline file; a bare name (``zaffino2021``) is looked up in
     the project's ``pipelines/`` folder.
@@ -538,7 +553,7 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
         if candidate.is_file():
             path = str(candidate)
     if not os.path.isfile(path):
-        available = sorted(p.stem for p in PIPELINES_DIR.glob("*.yaml")) if PIPELINES_DIR.is_dir() else []
+        available = builtin_pipelines()
         raise InputError(path, "pipeline file does not exist"
                          + (f"; built-in pipelines: {', '.join(available)}" if available else ""))
     try:
