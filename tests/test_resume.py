@@ -277,7 +277,7 @@ def test_outputs_have_no_dates_and_records_name_inputs(cohort, tmp_path):
     segment_cohort(scans[:1], tmp_path, SegmentConfig())
     paths = output_paths(tmp_path, "case_000")
     head = paths["labels"].read_bytes()[:200]
-    assert b"(GMT)" not in head and head.startswith(b"NRRD0005\n")
+    assert b"(GMT)" not in head and head.startswith(b"NRRD0004\n")
     record = json.loads(paths["histogram"].read_text())
     assert record["input_hash"] == scans[0].content_hash()
     assert record["mask_key"] == SegmentConfig().mask_key()

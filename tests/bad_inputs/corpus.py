@@ -185,7 +185,7 @@ def truncated_gzip_nrrd(folder) -> Case:
     write_volume(path, array, Geometry(spacing=(5.0, 1.0, 1.0)))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    return Case("truncated_gzip_nrrd", (path,), "cannot read voxel data (truncated or corrupt?)", "volume")
+    return Case("truncated_gzip_nrrd", (path,), "cannot read voxel data (truncated or corrupt", "volume")
 
 
 def zero_byte_file(folder) -> Case:
