@@ -120,8 +120,8 @@ def reduce_memory_synthetic(template: Histogram, counts, seed: int = 0) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scans", type=int, default=16)
-    parser.add_argument("--shape", type=int, nargs=3, default=(48, 80, 80))
-    parser.add_argument("--spacing", type=float, nargs=3, default=(6.0, 4.0, 4.0))
+    parser.add_argument("--shape", type=int, nargs=3, default=(96, 160, 160))
+    parser.add_argument("--spacing", type=float, nargs=3, default=(3.0, 2.2, 2.2))
     parser.add_argument("--out", default="bench-batch")
     args = parser.parse_args(argv)
     out = Path(args.out)
