@@ -293,11 +293,16 @@ class DaskExecutor(Executor):
         bar = _progress_bar(len(items), description, progress)
         try:
             for future in as_completed(futures):
-                if future.status == "finished":
+                # result(), not the status: a finished result held by a worker that died
+                # meanwhile is "lost" and recomputed by the scheduler, and result() waits.
+                try:
                     result = future.result()
-                else:
-                    error = future.exception()
+                except Exception as error:  # the task raised, or its workers kept dying
                     result = TaskFailure(_describe_dask_error(error), _dask_attempts(error, self.attempts))
+                except BaseException as error:  # a cancelled future (asyncio's CancelledError)
+                    if "Cancelled" not in type(error).__name__:
+                        raise
+                    result = TaskFailure(f"task cancelled: {error}", self.attempts)
                 future.release()
                 bar.update()
                 yield position[future.key], result

@@ -32,6 +32,8 @@ from radiolab.executors import (
 from radiolab.segment import SegmentConfig, find_inputs, fit_cohort, segment_cohort
 from radiolab.synthetic import make_cohort
 
+from helpers import file_tree
+
 SHAPE, SPACING = (40, 64, 64), (7.0, 5.0, 5.0)
 
 
@@ -77,11 +79,6 @@ class FlakyInProcess:
         return x + 1
 
 
-def _tree(folder: Path) -> dict[str, bytes]:
-    """Every visible file's bytes, by name."""
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")}
-
-
 # -- fixtures ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -98,7 +95,7 @@ def reference(cohort, tmp_path_factory):
     scans, _ = find_inputs(cohort)
     report = segment_cohort(scans, out, SegmentConfig())
     assert not report.errors and len(report.rows) == 4
-    return _tree(out)
+    return file_tree(out)
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +196,7 @@ def test_joblib_backend_matches_serial(cohort, reference, tmp_path):
     scans, _ = find_inputs(cohort)
     report = segment_cohort(scans, tmp_path, SegmentConfig(), jobs=2)
     assert report.executor == "joblib, 2 processes"
-    assert _tree(tmp_path) == reference
+    assert file_tree(tmp_path) == reference
 
 
 def test_shards_then_fit_match_serial(cohort, reference, tmp_path):
@@ -214,7 +211,7 @@ def test_shards_then_fit_match_serial(cohort, reference, tmp_path):
     assert all(not r.pending for r in second)
     final = fit_cohort(tmp_path)
     assert len(final.rows) == 4 and not final.pending
-    assert _tree(tmp_path) == reference
+    assert file_tree(tmp_path) == reference
 
 
 def test_dask_cluster_with_a_killed_worker_matches_serial(cohort, reference, dask_executor, dask_client, tmp_path):
@@ -241,7 +238,7 @@ def test_dask_cluster_with_a_killed_worker_matches_serial(cohort, reference, das
     assert report.executor == "dask LocalCluster, 2 workers"
     assert killed, "no worker was busy to kill"
     assert not report.errors and len(report.rows) == 4
-    assert _tree(tmp_path) == reference
+    assert file_tree(tmp_path) == reference
     assert not list(tmp_path.glob(".*.part*"))  # a rerun task clears what its dead worker left
     assert killed[0] not in dask_client.scheduler_info()["workers"]
 

@@ -24,12 +24,10 @@ from radiolab.io import read_header, read_volume, write_volume
 from radiolab.segment import SegmentConfig, ScanInput, find_inputs, fit_cohort, output_paths, segment_cohort
 from radiolab.synthetic import chest_phantom, make_cohort
 
+from helpers import file_tree
+
 ROOT = Path(__file__).resolve().parent.parent
 SHAPE, SPACING = (40, 64, 64), (7.0, 5.0, 5.0)
-
-
-def _tree(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +44,7 @@ def reference(cohort, tmp_path_factory):
     report = segment_cohort(scans, out, SegmentConfig())
     assert len(report.rows) == 5 and not report.errors
     assert sorted(report.done) == [s.id for s in scans] and not report.skipped
-    return _tree(out)
+    return file_tree(out)
 
 
 @pytest.mark.parametrize("phase, suffix", [("lung masks", "_hist.json"), ("labels", "_summary.json")])
@@ -71,7 +69,7 @@ def test_sigkill_then_rerun_gives_identical_outputs(cohort, reference, tmp_path,
     finally:
         process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
-    killed = _tree(out)
+    killed = file_tree(out)
     assert "summary.csv" not in killed  # the run never finished
     # Whatever the kill left is complete: every visible volume reads, every JSON parses.
     for name in killed:
@@ -88,7 +86,7 @@ def test_sigkill_then_rerun_gives_identical_outputs(cohort, reference, tmp_path,
     scans, _ = find_inputs(cohort)
     report = segment_cohort(scans, out, SegmentConfig())
     assert not stale.exists() and not list(out.glob(".*.part*"))
-    assert _tree(out) == reference
+    assert file_tree(out) == reference
     assert len(report.rows) == 5 and not report.errors
     assert sorted(report.skipped + report.done) == [s.id for s in scans]
     if phase == "labels":  # those scans were complete: nothing to redo
@@ -116,11 +114,11 @@ def test_rerun_skips_and_recomputes_exactly_what_changed(cohort, reference, tmp_
 
     # Back to the defaults: the outputs equal the first run's, byte for byte.
     segment_cohort(scans, out, SegmentConfig())
-    assert _tree(out) == reference
+    assert file_tree(out) == reference
 
     # --force recomputes everything, to the same bytes.
     forced = segment_cohort(scans, out, SegmentConfig(), force=True)
-    assert forced.done == ids and _tree(out) == reference
+    assert forced.done == ids and file_tree(out) == reference
 
 
 def test_changed_input_is_recomputed(cohort, tmp_path):
@@ -148,11 +146,11 @@ def test_a_deleted_output_is_remade(cohort, tmp_path):
     scans, _ = find_inputs(cohort)
     scans = scans[:2]
     segment_cohort(scans, tmp_path, SegmentConfig())
-    before = _tree(tmp_path)
+    before = file_tree(tmp_path)
     (tmp_path / "case_001_labels_median.nrrd").unlink()
     report = segment_cohort(scans, tmp_path, SegmentConfig())
     assert report.done == ["case_001"] and report.skipped == ["case_000"]
-    assert _tree(tmp_path) == before
+    assert file_tree(tmp_path) == before
 
 
 def test_failed_scan_is_recorded_and_retried_on_rerun(cohort, tmp_path):
@@ -230,7 +228,7 @@ def test_cli_shards_and_fit(cohort, reference, tmp_path, capsys):
     assert "scan(s) done, 0 skipped" in capsys.readouterr().out
     assert fit_cli.main([str(out), "--in", str(cohort)]) == 0
     assert "5 scan(s) labelled, 0 failed" in capsys.readouterr().out
-    assert _tree(out) == reference
+    assert file_tree(out) == reference
 
 
 def test_shard_without_fit_reports_pending(cohort, tmp_path, capsys):
