@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tarfile
+from pathlib import Path
+
 import pytest
 
 from radiolab.synthetic import chest_phantom, make_cohort
@@ -21,6 +24,35 @@ def cohort_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cohort")
     written = make_cohort(folder, 4, shape=SMALL_SHAPE, spacing=SMALL_SPACING, seed=10)
     return folder, written
+
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def real_data(tmp_path_factory):
+    """Path of a real scan under ``tests/data`` (see its README); ``.tar.gz`` folders are unpacked.
+
+    ``real_data("cip/TestInput.nrrd")`` is the file itself; ``real_data("dcm_qa_ct/GE")``
+    unpacks ``dcm_qa_ct/GE.tar.gz`` once per session and returns the folder.
+    """
+    unpacked = tmp_path_factory.mktemp("real_data")
+
+    def path(name: str) -> Path:
+        direct = DATA / name
+        if direct.exists():
+            return direct
+        archive = DATA / f"{name}.tar.gz"
+        if not archive.exists():
+            raise FileNotFoundError(f"no test data {name!r} under {DATA}")
+        target = unpacked / name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(archive) as tar:
+                tar.extractall(target.parent, filter="data")
+        return target
+
+    return path
 
 
 def pytest_terminal_summary(terminalreporter):
