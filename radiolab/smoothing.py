@@ -79,22 +79,44 @@ def _median_from_counts(source, size, before, after, shape):
     result = np.zeros(shape, dtype=source.dtype)
     count_dtype = np.uint8 if window < 256 else np.uint16 if window < 65536 else np.uint32
     for level in range(top):
-        below = (source <= level).astype(count_dtype)
+        below = np.less_equal(source, level)
+        below = below.view(np.uint8) if count_dtype == np.uint8 else below.astype(count_dtype)
         counts = _box_sum(below, size)
+        del below
         # result = number of levels whose cumulative count is still short of the rank
-        result += (counts < rank).astype(source.dtype)
+        result += counts < rank
     return result
 
 
 def _box_sum(array, size):
     """Sum over windows of ``size`` along every axis (valid part only)."""
     for axis in range(array.ndim):
-        n = array.shape[axis] - size + 1
-        total = _take(array, axis, 0, n).copy()
-        for offset in range(1, size):
-            total += _take(array, axis, offset, offset + n)
-        array = total
+        array = _window_sum(array, axis, size)
     return array
+
+
+def _window_sum(array, axis, size):
+    """Sums of ``size`` consecutive values along ``axis``.
+
+    Sums of 2, 4, 8 ... values are built by doubling and those of the binary digits
+    of ``size`` added: a window of 4 costs two additions instead of three.
+    """
+    length = array.shape[axis] - size + 1
+    powers = {1: array}
+    width = 1
+    while width * 2 <= size:
+        previous = powers[width]
+        m = previous.shape[axis]
+        powers[width * 2] = _take(previous, axis, 0, m - width) + _take(previous, axis, width, m)
+        width *= 2
+    total = None
+    offset = 0
+    for part in sorted(powers, reverse=True):
+        if size - offset >= part:
+            piece = _take(powers[part], axis, offset, offset + length)
+            total = piece if total is None else total + piece
+            offset += part
+    return total
 
 
 def _take(array, axis, start, stop):

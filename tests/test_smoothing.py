@@ -14,7 +14,7 @@ def test_median_equals_scipy_on_random_labels(shape, density):
     assert np.array_equal(median_labels(labels), ndimage.median_filter(labels, size=4))
 
 
-@pytest.mark.parametrize("size", [2, 3, 4, 5])
+@pytest.mark.parametrize("size", [2, 3, 4, 5, 7, 8])
 def test_other_window_sizes_equal_scipy(size):
     labels = np.random.default_rng(size).integers(0, 6, size=(9, 10, 11)).astype(np.uint8)
     assert np.array_equal(median_labels(labels, size=size), ndimage.median_filter(labels, size=size))
