@@ -116,21 +116,32 @@ def split_sides(
     if box is None:
         return np.zeros(mask.shape, dtype=np.uint8)
     sub = lung[box]
-    padded_shape = tuple(-(-n // b) * b for n, b in zip(sub.shape, blocks))
-    padded = np.zeros(padded_shape, dtype=bool)
-    padded[tuple(slice(0, n) for n in sub.shape)] = sub
-    coarse = padded.reshape(padded_shape[0] // blocks[0], blocks[0], padded_shape[1] // blocks[1], blocks[1],
-                            padded_shape[2] // blocks[2], blocks[2]).any(axis=(1, 3, 5))
+    coarse = _block_any(sub, blocks)
     coarse_spacing = tuple(s * b for s, b in zip(spacing, blocks))
     # Index x of the coarse grid still runs along the same physical direction.
     coarse_sides = _split(coarse, coarse_spacing, matrix, min_share, max_erosion_mm,
                           max(step, min(coarse_spacing)) if step_mm is None else step)
-    fine = coarse_sides
-    for axis, b in enumerate(blocks):
-        fine = np.repeat(fine, b, axis=axis)
+    # Every voxel takes its block's side (a broadcast copy of the blocks), then 0 off the mask.
+    expanded = np.broadcast_to(coarse_sides[:, None, :, None, :, None],
+                               (coarse.shape[0], blocks[0], coarse.shape[1], blocks[1], coarse.shape[2], blocks[2]))
+    fine = expanded.reshape(tuple(n * b for n, b in zip(coarse.shape, blocks)))[tuple(slice(0, n) for n in sub.shape)]
     sides = np.zeros(mask.shape, dtype=np.uint8)
-    sides[box] = np.where(sub, fine[tuple(slice(0, n) for n in sub.shape)], np.uint8(0))
+    np.multiply(fine, sub, out=sides[box])
     return sides
+
+
+def _block_any(mask: np.ndarray, blocks) -> np.ndarray:
+    """True for each block of ``blocks`` voxels (the last ones cut short) holding a True voxel."""
+    for axis, b in enumerate(blocks):
+        if b == 1:
+            continue
+        parts = [mask[(slice(None),) * axis + (slice(offset, None, b),)] for offset in range(b)]
+        out = parts[0].copy()
+        for part in parts[1:]:
+            region = (slice(None),) * axis + (slice(0, part.shape[axis]),)
+            out[region] |= part
+        mask = out
+    return mask
 
 
 def _split(mask, spacing, matrix, min_share, max_erosion_mm, step) -> np.ndarray:
