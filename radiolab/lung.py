@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 import numpy as np
-from scipy import ndimage
 
 from radiolab import _bitmorph
 from radiolab.errors import NoLungError
@@ -191,12 +190,16 @@ def _opening(candidates, spacing, settings, backend) -> np.ndarray:
         if iterations <= 0:
             return candidates.copy()
         if backend == "reference":
+            from scipy import ndimage
+
             return ndimage.binary_opening(candidates, iterations=iterations)
         return _bitmorph.opening(candidates, _bitmorph.octahedron(iterations))
     radius = float(settings.opening)
     if radius <= 0:
         return candidates.copy()
     if backend == "reference":
+        from scipy import ndimage
+
         return ndimage.binary_opening(candidates, structure=ball(radius, spacing))
     return _bitmorph.opening(candidates, _bitmorph.ball_element(radius, spacing))
 
@@ -217,6 +220,8 @@ def _lung_islands(opened: np.ndarray, spacing, settings, backend) -> np.ndarray:
     else:
         min_voxels = settings.min_island * 1000.0 / float(np.prod(spacing))
     if backend == "reference":
+        from scipy import ndimage
+
         labels, count = ndimage.label(opened)
         sizes = np.bincount(labels.ravel(), minlength=count + 1)
         boxes = ndimage.find_objects(labels)
@@ -326,6 +331,8 @@ def _sitk_closing(mask: np.ndarray, radius: float) -> np.ndarray:
 
 def _scipy_closing(mask: np.ndarray, spacing, radius_mm: float) -> np.ndarray:
     """Closing by a physical ball with scipy, on the box zero-padded by the radius."""
+    from scipy import ndimage
+
     box = bounding_box(mask)
     if box is None:
         return mask
