@@ -321,10 +321,11 @@ def _read_nrrd_data(path: str, size: tuple[int, ...]) -> np.ndarray | None:
     return array
 
 
-def _read_into(stream, buffer: memoryview) -> int:
+def _read_into(stream, buffer: memoryview, block: int = 1 << 22) -> int:
+    # Blocks of 4 MiB: a gzip reader decodes a whole request into a temporary first.
     filled = 0
     while filled < len(buffer):
-        count = stream.readinto(buffer[filled:])
+        count = stream.readinto(buffer[filled: filled + block])
         if not count:
             break
         filled += count
@@ -456,7 +457,8 @@ def write_volume(
     if array.dtype.str[1:] not in NRRD_TYPES:
         raise ValueError(f"write_volume cannot store dtype {array.dtype}")
     header = _nrrd_header(array, geometry, fields or {})
-    data = _gzip(array.tobytes(), compression_level)
+    # Compressed from the array's own buffer: no bytes copy of the volume.
+    data = _gzip(memoryview(array.reshape(-1).view(np.uint8)), compression_level)
     with atomic_path(path) as temporary:
         with open(temporary, "wb") as handle:
             handle.write(header)

@@ -231,27 +231,94 @@ def _lung_islands(opened: np.ndarray, spacing, settings, backend) -> np.ndarray:
             if box is not None and sizes[index + 1] >= min_voxels and not _touches_axial_border(box, opened.shape)
         ]
         return np.isin(labels, keep)
+    return _slab_islands(opened, min_voxels)
+
+
+def _slab_islands(opened: np.ndarray, min_voxels: float, *, slab_voxels: int = 1 << 23) -> np.ndarray:
+    """The 6-connected islands of ``opened`` that are large enough and reach no axial border.
+
+    The volume is labelled in slabs of a few slices (about ``slab_voxels`` voxels, in
+    parallel threads; connected-components-3d releases the GIL), each slab's labels
+    kept as uint16 where they fit, and the islands cut by a slab boundary joined again
+    through the labels on both sides of it: the same islands as labelling the whole
+    volume, with half the memory of its uint32 label volume.
+    """
     import cc3d
 
-    labels, count = cc3d.connected_components(opened, connectivity=6, return_N=True)
-    if count == 0:
-        return np.zeros(opened.shape, dtype=bool)
-    # A bounding box touches the first/last row or column iff the island has a voxel there.
-    on_border = np.zeros(count + 1, dtype=bool)
-    for face in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
-        on_border[np.unique(face)] = True
-    stats = cc3d.statistics(labels, no_slice_conversion=True)
-    keep = (stats["voxel_counts"] >= min_voxels) & ~on_border
+    nz, ny, nx = opened.shape
+    step = max(1, min(nz, slab_voxels // max(1, ny * nx)))
+    bounds = [(z, min(z + step, nz)) for z in range(0, nz, step)]
+
+    def label(bound):
+        labels, count = cc3d.connected_components(opened[bound[0]:bound[1]], connectivity=6, return_N=True)
+        if count < np.iinfo(np.uint16).max and labels.dtype != np.uint16:
+            labels = labels.astype(np.uint16)
+        return labels, int(count)
+
+    threads = min(len(bounds), kernel_threads() or os.cpu_count() or 1)
+    if threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            slabs = list(pool.map(label, bounds))
+    else:
+        slabs = [label(bound) for bound in bounds]
+    # Global island ids: slab k's label l (l >= 1) is offsets[k] + l; 0 is background.
+    offsets = np.cumsum([0] + [count for _, count in slabs])
+    total = int(offsets[-1])
+    sizes = np.zeros(total + 1, dtype=np.int64)
+    on_border = np.zeros(total + 1, dtype=bool)
+    for (labels, count), offset in zip(slabs, offsets):
+        for z in range(0, labels.shape[0], 4):  # bincount's int64 copy a few slices at a time
+            sizes[offset + 1: offset + count + 1] += np.bincount(labels[z: z + 4].ravel(), minlength=count + 1)[1:]
+        for face in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
+            present = np.unique(face)
+            on_border[offset + present[present > 0]] = True
+    root = _join_across_slabs(slabs, offsets, total)
+    island_sizes = np.bincount(root, weights=sizes, minlength=total + 1)
+    island_on_border = np.zeros(total + 1, dtype=bool)
+    island_on_border[root[on_border]] = True
+    keep = (island_sizes >= min_voxels) & ~island_on_border
+    keep = keep[root]
     keep[0] = False
     out = np.zeros(opened.shape, dtype=bool)
-    kept = np.flatnonzero(keep)
-    if kept.size == 0:
-        return out
-    # Only the kept islands' joint bounding box needs the label lookup.
-    boxes = stats["bounding_boxes"][kept]
-    box = tuple(slice(int(boxes[:, 2 * a].min()), int(boxes[:, 2 * a + 1].max()) + 1) for a in range(3))
-    out[box] = keep[labels[box]]
+    for (bound, (labels, count), offset) in zip(bounds, slabs, offsets):
+        table = keep[offset: offset + count + 1].copy()
+        table[0] = False
+        if table.any():
+            out[bound[0]:bound[1]] = table[labels]
     return out
+
+
+def _join_across_slabs(slabs, offsets, total: int) -> np.ndarray:
+    """For every global label, the smallest label of the island it belongs to."""
+    parent = np.arange(total + 1)
+    pairs = []
+    for k in range(len(slabs) - 1):
+        below, above = slabs[k][0][-1], slabs[k + 1][0][0]
+        touching = (below > 0) & (above > 0)
+        if touching.any():
+            joined = np.stack([below[touching].astype(np.int64) + offsets[k],
+                               above[touching].astype(np.int64) + offsets[k + 1]])
+            pairs.append(np.unique(joined, axis=1))
+    if not pairs:
+        return parent
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for a, b in np.concatenate(pairs, axis=1).T.tolist():
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    while True:  # point every label at its root
+        grand = parent[parent]
+        if np.array_equal(grand, parent):
+            return parent
+        parent = grand
 
 
 def _touches_axial_border(box: tuple[slice, ...], shape) -> bool:
@@ -262,15 +329,24 @@ def _touches_axial_border(box: tuple[slice, ...], shape) -> bool:
 # -- closing -------------------------------------------------------------------------
 
 def bounding_box(mask: np.ndarray, pad=(0, 0, 0)) -> tuple[slice, ...] | None:
-    """Bounding box of the True voxels, grown by ``pad`` voxels per axis, clipped."""
+    """Bounding box of the True (non-zero) voxels, grown by ``pad`` voxels per axis, clipped."""
+    if mask.ndim == 0:
+        return None
     slices = []
+    found = []
+    sub = mask
+    # Axis by axis, each search on the part already cropped along the earlier axes.
     for axis in range(mask.ndim):
         other = tuple(a for a in range(mask.ndim) if a != axis)
-        present = np.flatnonzero(mask.any(axis=other))
+        present = np.flatnonzero(sub.any(axis=other)) if other else np.flatnonzero(sub)
         if present.size == 0:
             return None
-        slices.append(slice(max(int(present[0]) - pad[axis], 0),
-                            min(int(present[-1]) + 1 + pad[axis], mask.shape[axis])))
+        start, stop = int(present[0]), int(present[-1]) + 1
+        found.append((start, stop))
+        sub = sub[(slice(None),) * axis + (slice(start, stop),)]
+    for axis, (start, stop) in enumerate(found):
+        p = pad[axis] if axis < len(pad) else 0
+        slices.append(slice(max(start - p, 0), min(stop + p, mask.shape[axis])))
     return tuple(slices)
 
 
@@ -309,7 +385,7 @@ def _edt_closing(mask: np.ndarray, metric, radius_sq: float) -> np.ndarray:
     del crop
     closed = edt.edtsq(dilated.view(np.uint8), anisotropy=metric, black_border=True, parallel=threads) > radius_sq
     del dilated
-    out = np.zeros_like(mask)
+    out = np.zeros(mask.shape, dtype=bool)  # calloc: only the box's pages take memory
     inner = tuple(slice(p, p + (b.stop - b.start)) for p, b in zip(pad, box))
     out[box] = closed[inner]
     return out

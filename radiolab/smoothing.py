@@ -41,12 +41,12 @@ def median_labels(labels: np.ndarray, *, size: int = 4, backend: str = "fast") -
         return ndimage.median_filter(labels, size=size)
     if labels.dtype.kind not in "ub" and not (labels.dtype.kind == "i" and (labels.size == 0 or labels.min() >= 0)):
         raise ValueError(f"labels must be non-negative integers, got dtype {labels.dtype}")
-    out = np.zeros_like(labels)
+    out = np.zeros(labels.shape, dtype=labels.dtype)  # calloc: only the box's pages take memory
     if labels.size == 0:
         return out
     before = size // 2
     after = size - before - 1
-    box = bounding_box(labels != 0)
+    box = bounding_box(labels)
     if box is None:
         return out
     # A label at j reaches the outputs j - after .. j + before.
