@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from radiolab._malloc import release_freed_memory_promptly
 from radiolab.errors import InputError, RadiolabError
 from radiolab.executors import TaskFailure
 from radiolab.io import Volume, remove_partial_writes
@@ -26,6 +27,7 @@ def _run_step(step: str, function: Callable, scan: ScanInput, *args, **kwargs):
 
     Errors in `FINAL_ERRORS` become a ScanError; others are raised for a retry.
     """
+    release_freed_memory_promptly()  # in whichever process runs the step
     try:
         return function(scan, *args, **kwargs), None
     except FINAL_ERRORS as error:
