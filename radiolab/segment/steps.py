@@ -6,19 +6,42 @@ Module-level functions, so that worker processes can run them.
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from radiolab.errors import InputError
 from radiolab.io import LUNG_SEGMENTS, Volume, read_volume, slicer_segment_fields, write_json_atomic, write_volume
-from radiolab.lung import lung_mask
+from radiolab.lung import kernel_threads, lung_mask
 from radiolab.mixture import TissueMixture, label_tissue, lung_histogram
 from radiolab.scoring import summary_row
 from radiolab.segment.config import SegmentConfig
 from radiolab.segment.inputs import ScanInput
 from radiolab.segment.records import histogram_record, output_paths, provenance_fields, unlink_if_present
 from radiolab.smoothing import median_labels
+
+
+class _InlineWriter:
+    """`ThreadPoolExecutor`'s submit, run at once: for workers held to one kernel thread."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+    def submit(self, function, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(function(*args, **kwargs))
+        except Exception as error:  # raised again by result(), as from a thread
+            future.set_exception(error)
+        return future
+
+
+def _writer():
+    return _InlineWriter() if kernel_threads() == 1 else ThreadPoolExecutor(2)
 
 
 def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: bool = False,
@@ -77,17 +100,23 @@ def label_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, mixture: Ti
             raise InputError(paths["lung"], f"mask shape {mask.shape} differs from the scan's {volume.array.shape}")
     settings = config.lung_settings()
     labels = label_tissue(volume.array, mask, mixture, clip_hu=settings.clip_hu, backend=config.backend)
-    smoothed = median_labels(labels, size=config.median_size, backend=config.backend)
     segment_fields = slicer_segment_fields(labels.shape)
     provenance = provenance_fields(config, {"radiolab_mixture": json.dumps(mixture.to_json(), sort_keys=True),
                                       "radiolab_input_hash": input_hash,
                                       "radiolab_label_key": config.label_key(mixture)})
-    write_volume(paths["labels"], labels, volume.geometry, fields={**segment_fields, **provenance},
-                 compression_level=config.compression_level)
-    write_volume(paths["median"], smoothed, volume.geometry,
-                 fields={**segment_fields, **provenance, "radiolab_median_size": str(config.median_size)},
-                 compression_level=config.compression_level)
-    row = {"id": scan.id, **summary_row(labels, volume.array, mask, volume.geometry.spacing,
-                                        direction=volume.geometry.direction)}
+    # Each map is compressed and written in a thread (ISA-L and the file writes release
+    # the GIL) while the median and the summary row are computed.
+    with _writer() as writer:
+        written = [writer.submit(write_volume, paths["labels"], labels, volume.geometry,
+                                 fields={**segment_fields, **provenance}, compression_level=config.compression_level)]
+        smoothed = median_labels(labels, size=config.median_size, backend=config.backend)
+        written.append(writer.submit(write_volume, paths["median"], smoothed, volume.geometry,
+                                     fields={**segment_fields, **provenance,
+                                             "radiolab_median_size": str(config.median_size)},
+                                     compression_level=config.compression_level))
+        row = {"id": scan.id, **summary_row(labels, volume.array, mask, volume.geometry.spacing,
+                                            direction=volume.geometry.direction)}
+        for future in written:
+            future.result()
     write_json_atomic(paths["row"], row)
     return row
