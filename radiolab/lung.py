@@ -46,6 +46,11 @@ def kernel_threads() -> int:
     except ValueError:
         return 0
 
+
+def _thread_count() -> int:
+    """Threads for one kernel: `kernel_threads`, 0 meaning every core."""
+    return kernel_threads() or os.cpu_count() or 1
+
 BACKENDS = ("fast", "reference")
 
 
@@ -255,7 +260,7 @@ def _slab_islands(opened: np.ndarray, min_voxels: float, *, slab_voxels: int = 1
             labels = labels.astype(np.uint16)
         return labels, int(count)
 
-    threads = min(len(bounds), kernel_threads() or os.cpu_count() or 1)
+    threads = min(len(bounds), _thread_count())
     if threads > 1:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -380,7 +385,7 @@ def _edt_closing(mask: np.ndarray, metric, radius_sq: float) -> np.ndarray:
         return mask
     pad = [int(math.ceil(math.sqrt(radius_sq) / m)) + 1 for m in metric]
     crop = np.pad(mask[box], [(p, p) for p in pad])
-    threads = kernel_threads()
+    threads = _thread_count()
     dilated = edt.edtsq((~crop).view(np.uint8), anisotropy=metric, black_border=False, parallel=threads) <= radius_sq
     del crop
     closed = edt.edtsq(dilated.view(np.uint8), anisotropy=metric, black_border=True, parallel=threads) > radius_sq
