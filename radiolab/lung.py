@@ -198,7 +198,7 @@ def _opening(candidates, spacing, settings, backend) -> np.ndarray:
             from scipy import ndimage
 
             return ndimage.binary_opening(candidates, iterations=iterations)
-        return _bitmorph.opening(candidates, _bitmorph.octahedron(iterations))
+        return _bitmorph.opening(candidates, _bitmorph.octahedron(iterations), threads=_thread_count())
     radius = float(settings.opening)
     if radius <= 0:
         return candidates.copy()
@@ -206,7 +206,7 @@ def _opening(candidates, spacing, settings, backend) -> np.ndarray:
         from scipy import ndimage
 
         return ndimage.binary_opening(candidates, structure=ball(radius, spacing))
-    return _bitmorph.opening(candidates, _bitmorph.ball_element(radius, spacing))
+    return _bitmorph.opening(candidates, _bitmorph.ball_element(radius, spacing), threads=_thread_count())
 
 
 def ball(radius_mm: float, spacing) -> np.ndarray:

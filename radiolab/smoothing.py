@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from radiolab.lung import bounding_box
+from radiolab.lung import _thread_count, bounding_box
 
 
 def median_labels(labels: np.ndarray, *, size: int = 4, backend: str = "fast") -> np.ndarray:
@@ -53,7 +53,25 @@ def median_labels(labels: np.ndarray, *, size: int = 4, backend: str = "fast") -
     out_region = tuple(slice(max(b.start - after, 0), min(b.stop + before, n))
                        for b, n in zip(box, labels.shape))
     padded = _padded_window_source(labels, out_region, before, after)
-    out[out_region] = _median_from_counts(padded, size, before, after, out[out_region].shape)
+    region_shape = out[out_region].shape
+    threads = min(_thread_count(), max(1, region_shape[0] // (4 * size)))
+    if threads == 1:
+        out[out_region] = _median_from_counts(padded, size, before, after, region_shape)
+        return out
+    # Slabs along the first axis in threads (numpy releases the GIL); output rows
+    # [a, b) see the source rows [a, b + size - 1).
+    from concurrent.futures import ThreadPoolExecutor
+
+    cuts = [region_shape[0] * k // threads for k in range(threads + 1)]
+    target = out[out_region]
+
+    def slab(part):
+        start, stop = part
+        target[start:stop] = _median_from_counts(padded[start: stop + size - 1], size, before, after,
+                                                 (stop - start,) + region_shape[1:])
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(slab, zip(cuts[:-1], cuts[1:])))
     return out
 
 
