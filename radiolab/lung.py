@@ -303,9 +303,10 @@ def _join_across_slabs(slabs, offsets, total: int) -> np.ndarray:
         below, above = slabs[k][0][-1], slabs[k + 1][0][0]
         touching = (below > 0) & (above > 0)
         if touching.any():
-            joined = np.stack([below[touching].astype(np.int64) + offsets[k],
-                               above[touching].astype(np.int64) + offsets[k + 1]])
-            pairs.append(np.unique(joined, axis=1))
+            # Each pair as one integer, so that np.unique sorts plain numbers.
+            codes = (below[touching].astype(np.int64) + offsets[k]) * (total + 1)
+            codes += above[touching].astype(np.int64) + int(offsets[k + 1])
+            pairs.append(np.unique(codes))
     if not pairs:
         return parent
 
@@ -315,7 +316,8 @@ def _join_across_slabs(slabs, offsets, total: int) -> np.ndarray:
             a = parent[a]
         return a
 
-    for a, b in np.concatenate(pairs, axis=1).T.tolist():
+    codes = np.concatenate(pairs)
+    for a, b in zip((codes // (total + 1)).tolist(), (codes % (total + 1)).tolist()):
         ra, rb = find(a), find(b)
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
