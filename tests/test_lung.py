@@ -121,3 +121,19 @@ def test_islands_labelled_in_slabs_equal_scipy_label(slab_voxels):
         opened = rng.random(shape) < rng.uniform(0.3, 0.8)
         expected = _lung_islands(opened, (1.0, 1.0, 1.0), settings, "reference")
         assert np.array_equal(_slab_islands(opened, 6, slab_voxels=slab_voxels), expected)
+
+
+def test_bounding_box_equals_argwhere_extent():
+    from radiolab.lung import bounding_box
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        shape = (int(rng.integers(1, 6)), int(rng.integers(1, 6)), int(rng.choice([3, 8, 16])))
+        mask = rng.random(shape) < rng.uniform(0, 0.1)
+        pad = tuple(int(p) for p in rng.integers(0, 3, 3))
+        points = np.argwhere(mask)
+        expected = None if points.size == 0 else tuple(
+            slice(max(int(lo) - p, 0), min(int(hi) + 1 + p, n))
+            for lo, hi, p, n in zip(points.min(axis=0), points.max(axis=0), pad, shape))
+        assert bounding_box(mask, pad) == expected
+        assert bounding_box(mask.astype(np.uint8) * 7, pad) == expected
