@@ -67,7 +67,17 @@ def _one_line(error: BaseException) -> str:
     return traceback.format_exception_only(type(error), error)[-1].strip()
 
 
+class _NoProgressBar:
+    def update(self, count: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _progress_bar(total: int, description: str, progress: bool):
+    if not progress:  # tqdm not even imported (it starts a monitor thread)
+        return _NoProgressBar()
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=description, unit="scan", disable=not progress, leave=False)
