@@ -45,7 +45,7 @@ def _writer():
 
 
 def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: bool = False,
-              input_hash: str | None = None):
+              input_hash: str | None = None, volume: Volume | None = None):
     """Map step 1: read the scan, segment the lungs, write the mask and histogram.
 
     ``<id>_hist.json``, the step's record, is deleted first and written last, after
@@ -55,6 +55,8 @@ def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: boo
     ----------
     input_hash : str, optional
         `ScanInput.content_hash` of the scan, if already computed.
+    volume : Volume, optional
+        The scan, if already read.
 
     Returns ``(histogram, volume, mask)``; volume and mask are None unless ``keep``.
     """
@@ -62,7 +64,8 @@ def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: boo
     unlink_if_present(paths["histogram"])
     if input_hash is None:
         input_hash = scan.content_hash()
-    volume = scan.read()
+    if volume is None:
+        volume = scan.read()
     spacing = volume.geometry.spacing
     settings = config.lung_settings()
     mask = lung_mask(volume.array, spacing, preset=config.preset, backend=config.backend,

@@ -11,6 +11,7 @@ from radiolab._malloc import release_freed_memory_promptly
 from radiolab.errors import InputError, RadiolabError
 from radiolab.executors import TaskFailure
 from radiolab.io import Volume, remove_partial_writes
+from radiolab.lung import kernel_threads
 from radiolab.mixture import Histogram
 from radiolab.segment import steps
 from radiolab.segment.inputs import ScanInput
@@ -67,13 +68,30 @@ class _MaskTask:
         paths = output_paths(self.out_dir, scan.id)
         for path in paths.values():
             remove_partial_writes(path)
-        input_hash = scan.content_hash()
-        if not self.force:
+        volume = None
+        if self.force or not paths["histogram"].is_file():
+            # Nothing to reuse: hash the input file while it is decoded.
+            input_hash, volume = _hash_while_reading(scan)
+        else:
+            input_hash = scan.content_hash()
             histogram = current_histogram(paths, self.config, input_hash)
             if histogram is not None:
                 return MaskOutcome(histogram, input_hash, skipped=True)
-        histogram, volume, mask = steps.mask_scan(scan, self.out_dir, self.config, keep=self.keep, input_hash=input_hash)
+        histogram, volume, mask = steps.mask_scan(scan, self.out_dir, self.config, keep=self.keep,
+                                                  input_hash=input_hash, volume=volume)
         return MaskOutcome(histogram, input_hash, skipped=False, volume=volume, mask=mask)
+
+
+def _hash_while_reading(scan: ScanInput) -> tuple[str, Volume]:
+    """`ScanInput.content_hash` in a thread (hashlib releases the GIL) while the scan is read."""
+    if kernel_threads() == 1:
+        return scan.content_hash(), scan.read()
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        hashing = pool.submit(scan.content_hash)
+        volume = scan.read()
+        return hashing.result(), volume
 
 
 class _LabelTask:
