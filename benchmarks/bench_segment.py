@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -90,6 +91,8 @@ def sitk_full_volume_closing(mask: np.ndarray, radius: int) -> np.ndarray:
 def run_reference(scan_path: Path, out_dir: Path, full_volume_closings: bool) -> tuple[dict, dict]:
     from scipy import ndimage
 
+    cpu_start = time.process_time()
+
     settings = lung.settings_for(PRESET)
     model = load_mixture("zaffino2021")
     times: dict[str, float] = {}
@@ -107,16 +110,18 @@ def run_reference(scan_path: Path, out_dir: Path, full_volume_closings: bool) ->
     times["closings"] = time.perf_counter() - start
     full = {}
     if full_volume_closings:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         full_mask = islands
         for radius in settings.closing_radii:
             full_mask = sitk_full_volume_closing(full_mask, int(radius))
         full["closings"] = time.perf_counter() - start
+        full["cpu"] = time.process_time() - cpu
         full["same_mask"] = bool(np.array_equal(full_mask, mask))
     labels, times["labels (MAP)"] = timed(label_tissue, volume, mask, model, backend="reference")
     smoothed, times["median 4x4x4"] = timed(ndimage.median_filter, labels, size=4)
     _, times["write"] = timed(sitk_write, out_dir, image, mask, labels, smoothed)
-    return times, {"mask": mask, "labels": labels, "median": smoothed, "full": full}
+    cpu = time.process_time() - cpu_start - full.get("cpu", 0.0)
+    return times, {"mask": mask, "labels": labels, "median": smoothed, "full": full, "cpu": cpu}
 
 
 # -- radiolab, stage by stage in this process ------------------------------------------
@@ -152,8 +157,8 @@ def run_fast_stages(scan_path: Path, out_dir: Path) -> dict[str, float]:
 
 # -- radiolab segment as a fresh process -----------------------------------------------
 
-def run_cli(scan_path: Path, out_dir: Path, preset: str) -> tuple[float, float]:
-    """Wall seconds from process start to exit, and peak RSS (MiB), of `radiolab segment`."""
+def run_cli(scan_path: Path, out_dir: Path, preset: str) -> tuple[float, float, float]:
+    """Wall seconds from process start to exit, peak RSS (MiB) and CPU seconds of `radiolab segment`."""
     # The console script's own code, plus a report of VmHWM at exit (ru_maxrss would
     # carry this process's size over to the child across exec).
     code = (
@@ -166,13 +171,16 @@ def run_cli(scan_path: Path, out_dir: Path, preset: str) -> tuple[float, float]:
         f"sys.exit(main(['segment', '--in', {str(scan_path)!r}, '--out', {str(out_dir)!r}, "
         f"'--model', 'zaffino2021', '--preset', {preset!r}, '--quiet', '--force']))\n"
     )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise RuntimeError(f"radiolab segment failed:\n{result.stderr}")
     peak_kib = int([line for line in result.stderr.splitlines() if line.startswith("VmHWM ")][-1].split()[1])
-    return seconds, peak_kib / 1024
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, peak_kib / 1024, cpu
 
 
 def main(argv=None) -> int:
@@ -181,7 +189,7 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="fresh `radiolab segment` processes per preset")
     parser.add_argument("--skip-reference", action="store_true", help="time radiolab only")
     parser.add_argument("--skip-full-volume", action="store_true",
-                        help="leave out the full-volume closings of the paper's scripts (about 30 s)")
+                        help="leave out the full-volume closings of the paper's scripts (30-90 s)")
     parser.add_argument("--work", help="folder for the phantom and outputs (default: a temporary folder)")
     parser.add_argument("--json", help="write the figures to this JSON file")
     args = parser.parse_args(argv)
@@ -198,20 +206,16 @@ def main(argv=None) -> int:
     figures: dict = {"shape": SHAPE, "spacing_mm": SPACING, "cpu_count": os.cpu_count(),
                      "load_at_start": os.getloadavg()}
 
-    cli = {}
-    for preset in (PRESET, "default"):
-        runs = [run_cli(scan_path, work / f"cli-{preset}", preset) for _ in range(args.runs)]
-        cli[preset] = {"seconds": [round(s, 3) for s, _ in runs], "median_s": statistics.median(s for s, _ in runs),
-                       "peak_rss_mib": max(p for _, p in runs)}
-        print(f"`radiolab segment --preset {preset}`: {', '.join(f'{s:.2f}' for s, _ in runs)} s "
-              f"(median {cli[preset]['median_s']:.2f} s), peak RSS {cli[preset]['peak_rss_mib']:.0f} MiB "
-              f"= {cli[preset]['peak_rss_mib'] / scan_mib:.2f}x the scan's int16 size", flush=True)
-    figures["cli"] = cli
-    paper_s = cli[PRESET]["median_s"]
-    default_ratio = cli["default"]["median_s"] / paper_s
-    print(f"default preset / paper preset, end to end: {default_ratio:.2f}x")
-    figures["default_over_paper"] = default_ratio
+    runs: dict[str, list] = {PRESET: [], "default": []}
 
+    def cli_runs(count: int) -> None:
+        for _ in range(count):
+            for preset in runs:
+                runs[preset].append(run_cli(scan_path, work / f"cli-{preset}", preset))
+
+    # Half the runs before the reference and half after, so that a drifting load
+    # weighs on both sides alike.
+    cli_runs((args.runs + 1) // 2)
     fast_dir = work / "fast-stages"
     fast_dir.mkdir(exist_ok=True)
     fast = run_fast_stages(scan_path, fast_dir)
@@ -221,11 +225,29 @@ def main(argv=None) -> int:
         print(f"  {stage:<16}{seconds:>7.2f} s")
     print(f"  {'sum':<16}{sum(fast.values()):>7.2f} s")
 
+    ref = None
     if not args.skip_reference:
         ref_dir = work / "reference"
         ref_dir.mkdir(exist_ok=True)
         ref_times, ref = run_reference(scan_path, ref_dir, not args.skip_full_volume)
         total_ref = sum(ref_times.values())
+    cli_runs(args.runs // 2)
+    cli = {}
+    for preset, results in runs.items():
+        cli[preset] = {"seconds": [round(s, 3) for s, _, _ in results],
+                       "median_s": statistics.median(s for s, _, _ in results),
+                       "cpu_s": statistics.median(c for _, _, c in results),
+                       "peak_rss_mib": max(p for _, p, _ in results)}
+        print(f"`radiolab segment --preset {preset}`: {', '.join(f'{s:.2f}' for s, _, _ in results)} s "
+              f"(median {cli[preset]['median_s']:.2f} s, {cli[preset]['cpu_s']:.2f} CPU s), peak RSS "
+              f"{cli[preset]['peak_rss_mib']:.0f} MiB = {cli[preset]['peak_rss_mib'] / scan_mib:.2f}x "
+              "the scan's int16 size", flush=True)
+    figures["cli"] = cli
+    paper_s = cli[PRESET]["median_s"]
+    default_ratio = cli["default"]["median_s"] / paper_s
+    print(f"default preset / paper preset, end to end: {default_ratio:.2f}x")
+    figures["default_over_paper"] = default_ratio
+    if ref is not None:
         figures["reference_s"] = ref_times
         print(f"\nreference ({load_text()}):")
         print(f"{'stage':<16}{'reference s':>13}{'radiolab s':>12}{'ratio':>9}")
@@ -235,9 +257,13 @@ def main(argv=None) -> int:
             print(f"{stage:<16}{seconds:>13.2f}{ours if ours is not None else float('nan'):>12.2f}{ratio}")
         print(f"{'end to end':<16}{total_ref:>13.2f}{paper_s:>12.2f}{total_ref / paper_s:>8.1f}x"
               "   (radiolab: `radiolab segment`, process start to exit)")
-        figures["end_to_end_ratio"] = total_ref / paper_s
+        cpu_ratio = ref["cpu"] / cli[PRESET]["cpu_s"]
+        print(f"{'CPU seconds':<16}{ref['cpu']:>13.2f}{cli[PRESET]['cpu_s']:>12.2f}{cpu_ratio:>8.1f}x"
+              "   (less sensitive to other processes' load)")
+        figures.update(end_to_end_ratio=total_ref / paper_s, reference_cpu_s=ref["cpu"], cpu_ratio=cpu_ratio)
         if ref["full"]:
             total_full = total_ref - ref_times["closings"] + ref["full"]["closings"]
+            del ref["full"]["cpu"]
             print(f"{'with full-volume closings (paper scripts)':<16} {total_full:.2f} s = "
                   f"{total_full / paper_s:.1f}x; closings {ref['full']['closings']:.2f} s, "
                   f"same mask as the box closings: {ref['full']['same_mask']}")
