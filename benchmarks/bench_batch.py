@@ -45,7 +45,7 @@ def _tree(folder: Path) -> dict[str, bytes]:
 BACKENDS = (
     # (name, executor options, kernel threads per worker: None = the executor's choice)
     ("1 worker, 1 kernel thread", {"jobs": 1}, 1),
-    ("2 workers (joblib), 1 kernel thread each", {"jobs": 2}, None),
+    ("2 workers (joblib), 1 kernel thread each", {"jobs": 2}, 1),
     ("1 worker, both cores", {"jobs": 1}, 0),
 )
 DASK_BACKENDS = (
