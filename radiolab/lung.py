@@ -34,7 +34,9 @@ import numpy as np
 from scipy import ndimage
 
 from radiolab import _bitmorph
+from radiolab.chest_tuning import ChestTuning
 from radiolab.errors import NoLungError
+from radiolab.orientation import IDENTITY_DIRECTION
 
 Backend = Literal["fast", "reference"]
 # Threads of the distance transforms; 0 = all cores. Executors lower it per worker.
@@ -65,6 +67,10 @@ class LungMaskSettings:
         Candidates are voxels strictly below this value, in HU.
     clip_hu : float
         HU below this are set to it before thresholding (the paper's -1000).
+    chest : ChestTuning or None
+        The real-CT steps of `radiolab.lung_segmentation` (body, airways, gut gas,
+        sides, pleura). None: the paper's pipeline above, with its border rule and
+        closings of both lungs together.
     """
 
     units: Literal["voxel", "mm"] = "mm"
@@ -73,6 +79,7 @@ class LungMaskSettings:
     opening: float = 2.0
     min_island: float = 70.0
     closing_radii: tuple[float, ...] = (20.7, 13.9)
+    chest: ChestTuning | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -80,8 +87,11 @@ class LungMaskSettings:
 
 PRESETS: dict[str, LungMaskSettings] = {
     "zaffino2021": LungMaskSettings(units="voxel", opening=3, min_island=5e5, closing_radii=(30, 20)),
-    "default": LungMaskSettings(),
+    # Islands of 20 mL: a lung cut by the field of view is still one; gut gas is told by
+    # its content, not its size. One closing of 10 mm, per lung.
+    "default": LungMaskSettings(min_island=20.0, closing_radii=(10.0,), chest=ChestTuning()),
 }
+CHEST_FIELDS = tuple(ChestTuning.__dataclass_fields__)
 
 
 def settings_for(preset: str = "default", **overrides) -> LungMaskSettings:
@@ -94,14 +104,21 @@ def settings_for(preset: str = "default", **overrides) -> LungMaskSettings:
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown lung-mask preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-    valid = set(LungMaskSettings.__dataclass_fields__)
+    base = PRESETS[preset]
+    valid = set(LungMaskSettings.__dataclass_fields__) - {"chest"}
+    if base.chest is not None:
+        valid |= set(CHEST_FIELDS)
     unknown = set(overrides) - valid
     if unknown:
-        raise ValueError(f"unknown lung-mask setting(s) {sorted(unknown)}; valid: {sorted(valid)}")
+        raise ValueError(f"unknown lung-mask setting(s) {sorted(unknown)} for preset {preset!r}; "
+                         f"valid: {sorted(valid)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if "closing_radii" in overrides:
         overrides["closing_radii"] = tuple(float(r) for r in overrides["closing_radii"])
-    return replace(PRESETS[preset], **overrides)
+    chest = {k: overrides.pop(k) for k in list(overrides) if k in CHEST_FIELDS}
+    if chest:
+        overrides["chest"] = replace(base.chest, **chest)
+    return replace(base, **overrides)
 
 
 def lung_mask(
@@ -114,6 +131,8 @@ def lung_mask(
     opening: float | None = None,
     min_island: float | None = None,
     closing_radii: tuple[float, ...] | None = None,
+    direction=IDENTITY_DIRECTION,
+    **tuning,
 ) -> np.ndarray:
     """Segment both lungs of a chest CT.
 
@@ -126,9 +145,15 @@ def lung_mask(
     preset : {"default", "zaffino2021"}
         ``default`` uses physical units (mm, mL), ``zaffino2021`` the paper's voxel units.
     backend : {"fast", "reference"}
-        Implementation; both give the same mask.
+        Implementation of the paper's pipeline; both give the same mask. The
+        ``default`` preset has one implementation and ignores it.
     threshold_hu, opening, min_island, closing_radii : optional
         Override the preset's values, in the preset's units (see `LungMaskSettings`).
+    direction : sequence of 9 float
+        Row-major ITK direction cosines (``Geometry.direction``). The ``default``
+        preset makes every anatomical decision (superior, left, ...) in LPS with them.
+    **tuning
+        ``default`` preset: any field of `radiolab.chest_tuning.ChestTuning`.
 
     Returns
     -------
@@ -159,7 +184,11 @@ def lung_mask(
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
     settings = settings_for(preset, threshold_hu=threshold_hu, opening=opening,
-                            min_island=min_island, closing_radii=closing_radii)
+                            min_island=min_island, closing_radii=closing_radii, **tuning)
+    if settings.chest is not None:
+        from radiolab.lung_segmentation import segment_lungs
+
+        return segment_lungs(volume, spacing, settings, direction=direction).mask
     if settings.threshold_hu > settings.clip_hu:
         candidates = volume < settings.threshold_hu
     else:  # after clipping at clip_hu nothing lies below the threshold
