@@ -109,6 +109,7 @@ def summary_row(
     spacing: tuple[float, float, float],
     *,
     direction: Sequence[float] = IDENTITY_DIRECTION,
+    sides: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """One scan's row of ``summary.csv``: volumes, class %, LI, per side, density.
 
@@ -124,6 +125,9 @@ def summary_row(
         Voxel size along (z, y, x), in mm.
     direction : sequence of 9 float
         The volume's direction cosines (``Geometry.direction``), to tell right from left.
+    sides : numpy.ndarray, optional
+        uint8 sides of the mask (1 right, 2 left), e.g. from the default preset's lung
+        mask; default: `radiolab.sides.split_sides` of the mask.
 
     Returns
     -------
@@ -141,7 +145,12 @@ def summary_row(
     """
     if not labels.shape == volume.shape == mask.shape:
         raise ValueError(f"labels {labels.shape}, volume {volume.shape} and mask {mask.shape} differ in shape")
-    sides = split_sides(mask, spacing, direction=direction)
+    if sides is None:
+        sides = split_sides(mask, spacing, direction=direction)
+    elif sides.shape != mask.shape:
+        raise ValueError(f"sides {sides.shape} and mask {mask.shape} differ in shape")
+    else:
+        sides = np.where(mask, sides, np.uint8(0)).astype(np.uint8, copy=False)
     # Everything counted lies in the lung's box; outside it labels and sides are 0.
     box = bounding_box(sides.astype(bool) | (labels > 0))
     if box is None:

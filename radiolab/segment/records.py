@@ -23,6 +23,8 @@ from radiolab.segment.config import SegmentConfig
 
 OUTPUT_SUFFIXES = {
     "lung": "_lung.nrrd",
+    "sides": "_sides.nrrd",
+    "airways": "_airways.nrrd",
     "labels": "_labels.nrrd",
     "median": "_labels_median.nrrd",
     "histogram": "_hist.json",
@@ -102,7 +104,8 @@ def current_histogram(paths: Mapping[str, Path], config: SegmentConfig, input_ha
     """
     record = read_json_record(paths["histogram"])
     if (record is None or record.get("input_hash") != input_hash or record.get("mask_key") != config.mask_key()
-            or not paths["lung"].is_file()):
+            or not paths["lung"].is_file()
+            or (config.lung_settings().chest is not None and not paths["sides"].is_file())):
         return None
     try:
         histogram = Histogram.from_json(record["histogram"])

@@ -6,19 +6,24 @@ Module-level functions, so that worker processes can run them.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import numpy as np
 
 from radiolab.errors import InputError
-from radiolab.io import LUNG_SEGMENTS, Volume, read_volume, slicer_segment_fields, write_json_atomic, write_volume
-from radiolab.lung import lung_mask
+from radiolab.io import (AIRWAY_SEGMENTS, LUNG_SEGMENTS, SIDE_SEGMENTS, Volume, read_volume, slicer_segment_fields,
+                         write_json_atomic, write_volume)
+from radiolab.lung import lung_mask, lung_volume_ml
+from radiolab.lung_segmentation import segment_lungs
 from radiolab.mixture import TissueMixture, label_tissue, lung_histogram
 from radiolab.scoring import summary_row
 from radiolab.segment.config import SegmentConfig
 from radiolab.segment.inputs import ScanInput
 from radiolab.segment.records import histogram_record, output_paths, provenance_fields, unlink_if_present
 from radiolab.smoothing import median_labels
+
+LOG = logging.getLogger("radiolab.segment")
 
 
 def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: bool = False,
@@ -42,9 +47,14 @@ def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: boo
     volume = scan.read()
     spacing = volume.geometry.spacing
     settings = config.lung_settings()
-    mask = lung_mask(volume.array, spacing, preset=config.preset, backend=config.backend,
-                     threshold_hu=settings.threshold_hu, opening=settings.opening,
-                     min_island=settings.min_island, closing_radii=settings.closing_radii)
+    if settings.chest is not None:
+        mask = _segment_sides(volume, paths, config, settings, input_hash)
+    else:
+        mask = lung_mask(volume.array, spacing, preset=config.preset, backend=config.backend,
+                         threshold_hu=settings.threshold_hu, opening=settings.opening,
+                         min_island=settings.min_island, closing_radii=settings.closing_radii)
+        unlink_if_present(paths["sides"])
+        unlink_if_present(paths["airways"])
     histogram = lung_histogram(volume.array, mask, clip_hu=settings.clip_hu)
     write_volume(paths["lung"], mask.view(np.uint8), volume.geometry,
                  fields={**slicer_segment_fields(mask.shape, LUNG_SEGMENTS),
@@ -55,6 +65,24 @@ def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: boo
     if keep:
         return histogram, volume, mask
     return histogram, None, None
+
+
+def _segment_sides(volume: Volume, paths, config: SegmentConfig, settings, input_hash: str) -> np.ndarray:
+    """Default preset: lung mask, ``<id>_sides.nrrd`` and (when found) ``<id>_airways.nrrd``."""
+    result = segment_lungs(volume.array, volume.geometry.spacing, settings, direction=volume.geometry.direction)
+    for note in result.notes:
+        LOG.info("%s: %s", paths["lung"].name.removesuffix("_lung.nrrd"), note)
+    provenance = provenance_fields(config, {"radiolab_input_hash": input_hash})
+    write_volume(paths["sides"], result.sides, volume.geometry,
+                 fields={**slicer_segment_fields(result.sides.shape, SIDE_SEGMENTS), **provenance},
+                 compression_level=config.compression_level)
+    if result.airways is None:
+        unlink_if_present(paths["airways"])
+    else:
+        write_volume(paths["airways"], result.airways.view(np.uint8), volume.geometry,
+                     fields={**slicer_segment_fields(result.airways.shape, AIRWAY_SEGMENTS), **provenance},
+                     compression_level=config.compression_level)
+    return result.mask
 
 
 def label_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, mixture: TissueMixture,
@@ -87,7 +115,17 @@ def label_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, mixture: Ti
     write_volume(paths["median"], smoothed, volume.geometry,
                  fields={**segment_fields, **provenance, "radiolab_median_size": str(config.median_size)},
                  compression_level=config.compression_level)
+    sides = airway_ml = None
+    if settings.chest is not None and paths["sides"].is_file():
+        sides = read_volume(paths["sides"]).array
+        if sides.shape != mask.shape:
+            raise InputError(paths["sides"], f"sides shape {sides.shape} differs from the scan's {mask.shape}")
+        airway_ml = 0.0
+        if paths["airways"].is_file():
+            airway_ml = lung_volume_ml(read_volume(paths["airways"]).array.astype(bool), volume.geometry.spacing)
     row = {"id": scan.id, **summary_row(labels, volume.array, mask, volume.geometry.spacing,
-                                        direction=volume.geometry.direction)}
+                                        direction=volume.geometry.direction, sides=sides)}
+    if settings.chest is not None:
+        row["airway_volume_ml"] = airway_ml
     write_json_atomic(paths["row"], row)
     return row
