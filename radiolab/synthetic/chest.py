@@ -92,6 +92,7 @@ LUNG_SPECS = {
 ANTERIOR_LOBE = dict(centre=(30.0, -55.0, 125.0), semi=(35.0, 28.0, 58.0))
 ANTERIOR_LIMIT_Y = -35.0  # in front of this the lungs may meet at the junction line
 POSTERIOR_MEDIASTINUM_HALF_WIDTH = 22.0
+CENTRAL_TENDON_Z = -5.0
 HEART = dict(centre=(15.0, -20.0, 50.0), semi=(68.0, 55.0, 58.0))
 CARINA = (0.0, 5.0, 150.0)
 TRACHEA_RADIUS_MM, AIRWAY_WALL_MM = 9.0, 2.5
@@ -166,6 +167,11 @@ def _dome(y, x, side: str):
     spec = LUNG_SPECS[side]
     cx, cy, _ = spec["centre"]
     return spec["dome_z"] - 55.0 * ((x - cx) / 62.0) ** 2 - 30.0 * ((y - cy) / 92.0) ** 2
+
+
+def _diaphragm(y, x):
+    """z of the diaphragm (mm): the higher dome, or the flat central tendon under the heart."""
+    return np.maximum(np.maximum(_dome(y, x, "right"), _dome(y, x, "left")), CENTRAL_TENDON_Z)
 
 
 def _lung_shape(z, y, x, side: str, junction_mm: float):
@@ -289,12 +295,12 @@ def anatomical_phantom(
     hu[np.broadcast_to(sternum, shape)] = BONE_HU
 
     # Liver under the right dome.
-    liver = cavity & (x < 25.0) & (z < _dome(y, x, "right") - 6.0)
+    thorax = z > _diaphragm(y, x)
+    liver = cavity & (x < 25.0) & ~thorax & (z < _diaphragm(y, x) - 6.0)
     hu[liver] = LIVER_HU
 
     # -- mediastinum and lungs --------------------------------------------------------
-    above_domes = z > np.minimum(_dome(y, x, "right"), _dome(y, x, "left")) - 6.0
-    hu[cavity & above_domes & (np.abs(x) < 45.0)] = MEDIASTINAL_FAT_HU
+    hu[cavity & thorax & (np.abs(x) < 45.0)] = MEDIASTINAL_FAT_HU
     organs = _mediastinal_organs(z, y, x) & cavity
     hu[organs] = BLOOD_HU
     spine = np.broadcast_to(x**2 + (y - 62.0) ** 2 <= 24.0**2, shape)
@@ -423,7 +429,7 @@ def anatomical_phantom(
 
     lung = lung_any
     between, gap_voxels = _between(lungs["right"], lungs["left"])
-    mediastinum = between & ~airway_lumen & body
+    mediastinum = between & np.broadcast_to(thorax, shape) & ~airway_lumen & ~gut_gas & body
     # The junction line: anterior rows where the lungs come within a few voxels of each other.
     thin = gap_voxels * grid.spacing[2] <= junction_mm + 2.0 * grid.spacing[2]
     junction = mediastinum & np.broadcast_to(y < ANTERIOR_LIMIT_Y, shape) & thin[:, :, None]
@@ -493,7 +499,7 @@ def _lesion_seeds(lungs, grid, y):
 
 
 def _below_diaphragm(centre, kind, size, gap_mm):
-    """Move a gas pocket down until its top lies ``gap_mm`` below both domes."""
+    """Move a gas pocket down until its top lies ``gap_mm`` below the diaphragm."""
     if kind == "ellipsoid":
         angles = np.linspace(0, 2 * math.pi, 24)
         polar = np.linspace(0, math.pi, 13)
@@ -506,8 +512,7 @@ def _below_diaphragm(centre, kind, size, gap_mm):
         ring = np.array([[radius * math.cos(a), radius * math.sin(a), 0.0] for a in np.linspace(0, 2 * math.pi, 12)])
         points = (centre + t * axis)[:, None, :] + ring[None, :, :]
         points = np.concatenate([points.reshape(-1, 3), (centre + t * axis) + [0.0, 0.0, radius]])
-    # The lung base above a point is the higher of the two domes (each falls off away from its lung).
-    floor = np.maximum(_dome(points[:, 1], points[:, 0], "right"), _dome(points[:, 1], points[:, 0], "left"))
+    floor = _diaphragm(points[:, 1], points[:, 0])
     excess = float(np.max(points[:, 2] - (floor - gap_mm)))
     return centre - np.array([0.0, 0.0, max(excess, 0.0)])
 
