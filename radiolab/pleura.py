@@ -13,7 +13,9 @@ consolidation. Two steps put it back without bridging the mediastinum:
    from the body's centre in that slice is taken: a ray from the centre meets lung
    before it reaches a costal bite, whereas the heart, the hilum, the great vessels
    and the liver or spleen in the hollow of a basal crescent lie between the centre
-   and the lung. Only voxels of ``min_hu``-``max_hu`` are added (tissue, not gas of the
+   and the lung. A bite also reaches the rim of the hull (it opens onto the chest
+   wall); what the lung encloses in the slice, such as the dome of the diaphragm inside
+   a basal ring of lung, does not. Only voxels of ``min_hu``-``max_hu`` are added (tissue, not gas of the
    bowel, not bone).
 
 3. **Surface.** A threshold at ``threshold_hu`` keeps a rim of partial-volume voxels
@@ -32,6 +34,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import ndimage
 
 RIGHT, LEFT = 1, 2
 
@@ -71,7 +74,7 @@ def _closing_2d(plane, metric, radius_sq):
 
 
 def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, min_hu: float,
-                 max_hu: float, angle_bins: int = 720) -> np.ndarray:
+                 max_hu: float, angle_bins: int = 720, min_contact: float = 0.5) -> np.ndarray:
     """Voxels of the lung's costal bites (see the module text), canonical order.
 
     Parameters
@@ -86,6 +89,9 @@ def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, m
         HU range of the voxels added.
     angle_bins : int
         Directions around the centre in which the lung's nearest voxel is found.
+    min_contact : float
+        A bite's voxels on the hull's rim are at least this times the square root of
+        its area (a half-disc bite has about 1.6).
     """
     from radiolab.lung import bounding_box
 
@@ -116,7 +122,21 @@ def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, m
         angle_c, radius_c = _polar(rows - centre_row, cols_c - centre_col, angle_bins)
         # Seen from the body's centre, the lung lies in front of a costal bite.
         behind = radius_c > nearest[angle_c]
-        out[k][rows[behind], cols_c[behind]] = True
+        if not behind.any():
+            continue
+        bites = np.zeros(plane.shape, dtype=bool)
+        bites[rows[behind], cols_c[behind]] = True
+        # A bite opens onto the chest wall: it reaches the hull's rim. What the lung
+        # encloses in this slice (the dome of the diaphragm inside a basal ring) does not.
+        rim = hull & ~ndimage.binary_erosion(hull, border_value=0)
+        labels, count = ndimage.label(bites)
+        contact = np.bincount(labels[rim & bites], minlength=count + 1)
+        area = np.bincount(labels.ravel(), minlength=count + 1)
+        # A bite lies along the wall: its contact with the rim is comparable to its
+        # width, not a few voxels where enclosed tissue leaks out through a gap.
+        opening = contact >= min_contact * np.sqrt(area)
+        opening[0] = False
+        out[k] |= opening[labels]
     return added
 
 
@@ -180,3 +200,21 @@ def peel_rim(lung: np.ndarray, volume: np.ndarray, *, surface_hu: float, thresho
     out = lung.copy()
     out[box] = sub & ~(outer & (values > surface_hu) & (values < threshold_hu))
     return out
+
+
+def medial_limit(grown: np.ndarray, lung: np.ndarray, side: int, midline_index: float) -> np.ndarray:
+    """``grown`` without voxels medial of ``lung``'s most medial voxel on each row.
+
+    A row runs left-right (canonical axis 2) at fixed (axis 0, axis 1). Rows where the
+    lung has no voxel are limited by the midline. Nothing added by the closing or the
+    pleural envelope can then lie between the two lungs.
+    """
+    nx = lung.shape[2]
+    has = lung.any(axis=2)
+    columns = np.arange(nx)[None, None, :]
+    if side == RIGHT:
+        limit = np.where(has, nx - 1 - np.argmax(lung[:, :, ::-1], axis=2), int(np.floor(midline_index)))
+        return grown & (columns <= limit[:, :, None])
+    limit = np.where(has, np.argmax(lung, axis=2), int(np.ceil(midline_index)))
+    return grown & (columns >= limit[:, :, None])
+
