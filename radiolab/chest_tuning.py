@@ -54,6 +54,9 @@ class ChestTuning:
     surface_hu : float or None
         The lung's outer layer loses its voxels between this and the mask threshold
         (partial volume with the chest wall), in HU; None keeps them.
+    medial_core_hu : float
+        Nothing is added to a lung medial of its most medial voxel below this HU on
+        the same left-right row (mostly lung, not the partial-volume rim).
     pleural_min_hu, pleural_max_hu : float or None
         HU range of what the pleural envelope adds (consolidation, effusion-like tissue);
         ``pleural_min_hu`` None means the mask threshold. ``pleural_max_hu`` None
@@ -79,5 +82,6 @@ class ChestTuning:
     gas_margin_mm: float = 3.0
     side_min_share: float = 0.05
     surface_hu: float | None = -400.0
+    medial_core_hu: float = -500.0
     pleural_min_hu: float | None = None
     pleural_max_hu: float | None = 150.0

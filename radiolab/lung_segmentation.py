@@ -219,7 +219,10 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
             low = settings.threshold_hu if tuning.pleural_min_hu is None else tuning.pleural_min_hu
             closed |= pleura.pleural_fill(closed, sub_volume, box_centres, min_hu=low,
                                           max_hu=tuning.pleural_max_hu)
-        closed = pleura.medial_limit(closed, lung, side, midline - box[2].start)
+        # The limit comes from voxels that are mostly lung, not from the partial-volume
+        # rim, which reaches past the pleura.
+        core = lung & (sub_volume < tuning.medial_core_hu)
+        closed = pleura.medial_limit(closed, core, side, midline - box[2].start)
         if tuning.surface_hu is not None:
             closed = pleura.peel_rim(closed, sub_volume, surface_hu=tuning.surface_hu,
                                      threshold_hu=settings.threshold_hu)
