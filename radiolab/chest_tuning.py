@@ -54,9 +54,13 @@ class ChestTuning:
     surface_hu : float or None
         The lung's outer layer loses its voxels between this and the mask threshold
         (partial volume with the chest wall), in HU; None keeps them.
+    surface_mm : float
+        Depth of that rim, in mm: one voxel layer per ``surface_mm`` of in-plane voxel
+        size, at least one.
     medial_core_hu : float
-        Nothing is added to a lung medial of its most medial voxel below this HU on
-        the same left-right row (mostly lung, not the partial-volume rim).
+        The closing and the pleural envelope add nothing medial of a lung's most medial
+        voxel below this HU on the same left-right row (mostly lung, not the
+        partial-volume rim).
     pleural_min_hu, pleural_max_hu : float or None
         HU range of what the pleural envelope adds (consolidation, effusion-like tissue);
         ``pleural_min_hu`` None means the mask threshold. ``pleural_max_hu`` None
@@ -82,6 +86,7 @@ class ChestTuning:
     gas_margin_mm: float = 3.0
     side_min_share: float = 0.05
     surface_hu: float | None = -400.0
+    surface_mm: float = 1.2
     medial_core_hu: float = -500.0
     pleural_min_hu: float | None = None
     pleural_max_hu: float | None = 150.0

@@ -222,10 +222,11 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
         # The limit comes from voxels that are mostly lung, not from the partial-volume
         # rim, which reaches past the pleura.
         core = lung & (sub_volume < tuning.medial_core_hu)
-        closed = pleura.medial_limit(closed, core, side, midline - box[2].start)
+        # The lung's own voxels stay; what the closing and the envelope added stops there.
+        closed = lung | pleura.medial_limit(closed & ~lung, core, side, midline - box[2].start)
         if tuning.surface_hu is not None:
-            closed = pleura.peel_rim(closed, sub_volume, surface_hu=tuning.surface_hu,
-                                     threshold_hu=settings.threshold_hu)
+            closed = pleura.peel_rim(closed, sub_volume, spacing, surface_hu=tuning.surface_hu,
+                                     threshold_hu=settings.threshold_hu, depth_mm=tuning.surface_mm)
         grown[side] = closed
     sides_out = np.zeros(volume.shape, dtype=np.uint8)
     view = sides_out[box]

@@ -19,8 +19,9 @@ consolidation. Two steps put it back without bridging the mediastinum:
    bowel, not bone).
 
 3. **Surface.** A threshold at ``threshold_hu`` keeps a rim of partial-volume voxels
-   that are mostly chest wall. The outer layer of each lung (in-plane neighbours) loses
-   its voxels between ``surface_hu`` and the threshold, which puts the surface near
+   that are mostly chest wall. The outer layers of each lung (in-plane neighbours; one
+   layer per ``surface_mm`` of voxel size, the width of the scanner's blur) lose their
+   voxels between ``surface_hu`` and the threshold, which puts the surface near
    the half-lung, half-tissue level (-400 HU lies midway between lung at -850 and soft
    tissue at +50). Denser voxels (consolidation, vessels) stay.
 
@@ -183,8 +184,12 @@ def _hull_rows(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def peel_rim(lung: np.ndarray, volume: np.ndarray, *, surface_hu: float, threshold_hu: float) -> np.ndarray:
-    """The lung without its outer layer's partial-volume voxels (see the module text)."""
+def peel_rim(lung: np.ndarray, volume: np.ndarray, spacing, *, surface_hu: float, threshold_hu: float,
+             depth_mm: float) -> np.ndarray:
+    """The lung without its outer layers' partial-volume voxels (see the module text).
+
+    One layer per ``depth_mm`` of in-plane voxel size (at least one) is peeled.
+    """
     from scipy import ndimage
 
     from radiolab.lung import bounding_box
@@ -196,9 +201,12 @@ def peel_rim(lung: np.ndarray, volume: np.ndarray, *, surface_hu: float, thresho
     values = volume[box]
     cross = np.zeros((3, 3, 3), dtype=bool)
     cross[1] = ndimage.generate_binary_structure(2, 1)
-    outer = sub & ~ndimage.binary_erosion(sub, cross, border_value=1)
+    rim_values = (values > surface_hu) & (values < threshold_hu)
+    for _ in range(max(1, int(round(depth_mm / max(spacing[1:]))))):
+        outer = sub & ~ndimage.binary_erosion(sub, cross, border_value=1)
+        sub = sub & ~(outer & rim_values)
     out = lung.copy()
-    out[box] = sub & ~(outer & (values > surface_hu) & (values < threshold_hu))
+    out[box] = sub
     return out
 
 
