@@ -13,7 +13,9 @@ Steps (in patient coordinates, on the canonical view of `radiolab.orientation`):
    gas taken for lung.
 5. Right and left (`radiolab.sides`), split before any closing, also where the lungs
    touch at a junction line; a single lung gets its side from the trachea or the body
-   midline. Prevents: heart, great vessels and oesophagus bridged into the mask.
+   midline. Where the two touch, the touching voxels are cleared, so the lungs are
+   separate components. Prevents: heart, great vessels and oesophagus bridged into
+   the mask.
 6. Each lung closed alone with a ball of ``closing_radii`` mm and its costal bites
    filled from the pleural envelope (`radiolab.pleura`). Prevents: subpleural
    consolidation falling out of the mask. The outer layer's partial-volume voxels go
@@ -234,9 +236,27 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
         if side in grown:
             # Each lung keeps its own voxels where the two grown lungs meet.
             view[grown[side] & (view == 0) & (sides_box != other)] = side
+    _separate(view)
     if airways is not None:
         sides_out[airways] = 0
     return sides_out > 0, sides_out, airways
+
+
+def _separate(sides: np.ndarray) -> None:
+    """Clear the voxels where right and left touch (6-neighbours), in place.
+
+    The two lungs then are separate components, as the pleura keeps them.
+    """
+    touching = np.zeros(sides.shape, dtype=bool)
+    for axis in range(3):
+        lower = [slice(None)] * 3
+        upper = [slice(None)] * 3
+        lower[axis], upper[axis] = slice(0, -1), slice(1, None)
+        a, b = sides[tuple(lower)], sides[tuple(upper)]
+        pair = (a > 0) & (b > 0) & (a != b)
+        touching[tuple(lower)] |= pair
+        touching[tuple(upper)] |= pair
+    sides[touching] = 0
 
 
 def _split(lungs, spacing, midline_index, min_share, planar):
