@@ -11,10 +11,11 @@ lung (the bronchus has entered the hilum, or the threshold has leaked into
 parenchyma), which ends the branch there. At the carina the one island becomes two and
 both are followed. The trace also runs up to the top slice.
 
-At thick slices the trachea can touch a lung apex through partial volume. While the
-airway above is the trachea alone (one island near the midline), the air of the
-larger island within the trachea's footprint (grown by one voxel, never larger than
-the trachea above) continues it for at most ``bridge_mm``.
+At thick slices the trachea or a main bronchus can touch a lung through partial
+volume. An airway island within ``midline_mm`` of the midline that finds no island of
+its own in the next slice, only a larger one, is continued by the air of that island
+within its footprint (grown by one voxel, never larger than the island above), for at
+most ``bridge_mm`` in all.
 
 The trace counts as an airway only when it is at least ``min_length_mm`` long and ends
 in a lung: a scan of the lung bases has no trachea, and the gas of the oesophagus or
@@ -105,11 +106,11 @@ def trace_airways(air: np.ndarray, spacing, *, midline_index: float, min_area_cm
             accepted, hit_lung = _next_slice(air[k + step], mask[k], margin, max_pixels, growth, pixel_cm2)
             if step == -1 and hit_lung:
                 reached_lung = True
-            if accepted.any():
-                bridged = 0
-            elif hit_lung and bridged < bridge_slices and _is_trachea(mask[k], midline_index, midline_mm, spacing):
-                accepted = _bridge(air[k + step], mask[k])
-                bridged += 1
+            if hit_lung and bridged < bridge_slices:
+                bridge = _bridge(air[k + step], mask[k], accepted, midline_index, midline_mm, spacing)
+                if bridge.any():
+                    accepted = accepted | bridge
+                    bridged += 1
             if not accepted.any():
                 break
             k += step
@@ -128,17 +129,22 @@ def trace_airways(air: np.ndarray, spacing, *, midline_index: float, min_area_cm
     return AirwayTrace(mask=mask, midline_index=midline, length_mm=length_mm)
 
 
-def _is_trachea(plane: np.ndarray, midline_index: float, midline_mm: float, spacing) -> bool:
-    labels, count = ndimage.label(plane)
-    return count == 1 and abs(np.argwhere(plane)[:, 1].mean() - midline_index) * spacing[2] <= midline_mm
-
-
-def _bridge(plane: np.ndarray, previous: np.ndarray) -> np.ndarray:
-    """Air of ``plane`` under the trachea's footprint, at most the trachea's area."""
-    grown = plane & ndimage.binary_dilation(previous)
-    if np.count_nonzero(grown) > np.count_nonzero(previous):
-        grown = plane & previous
-    return grown
+def _bridge(plane, previous, accepted, midline_index, midline_mm, spacing) -> np.ndarray:
+    """Air of ``plane`` under the footprint of each central airway island of ``previous``
+    that found no island of its own in ``plane`` (grown by one voxel, at most its area)."""
+    labels, count = ndimage.label(previous)
+    out = np.zeros(plane.shape, dtype=bool)
+    for index in range(1, count + 1):
+        island = labels == index
+        if (accepted & island).any():
+            continue
+        if abs(np.argwhere(island)[:, 1].mean() - midline_index) * spacing[2] > midline_mm:
+            continue
+        grown = plane & ndimage.binary_dilation(island)
+        if np.count_nonzero(grown) > np.count_nonzero(island):
+            grown = plane & island
+        out |= grown
+    return out
 
 
 def _bridged_tail(mask: np.ndarray, lowest: int, air: np.ndarray) -> bool:
