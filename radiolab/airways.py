@@ -116,10 +116,6 @@ def trace_airways(air: np.ndarray, spacing, *, midline_index: float, min_area_cm
             k += step
             mask[k] = accepted
             lowest = min(lowest, k)
-    # A bridge that never reached a separate airway again is trimmed back.
-    while lowest < k0 and _bridged_tail(mask, lowest, air):
-        mask[lowest] = False
-        lowest += 1
     highest = int(np.flatnonzero(mask.any(axis=(1, 2))).max())
     length_mm = (highest - lowest + 1) * spacing[0]
     if not reached_lung or length_mm < min_length_mm:
@@ -145,13 +141,6 @@ def _bridge(plane, previous, accepted, midline_index, midline_mm, spacing) -> np
             grown = plane & island
         out |= grown
     return out
-
-
-def _bridged_tail(mask: np.ndarray, lowest: int, air: np.ndarray) -> bool:
-    """Whether slice ``lowest`` of the trace is a bridge (its island there is larger)."""
-    labels, _ = ndimage.label(air[lowest])
-    ids = np.unique(labels[mask[lowest]])
-    return bool(np.count_nonzero(np.isin(labels, ids[ids > 0])) > np.count_nonzero(mask[lowest]))
 
 
 def _next_slice(plane: np.ndarray, previous: np.ndarray, margin, max_pixels, growth, pixel_cm2):

@@ -129,3 +129,28 @@ def slice_centres(inside: np.ndarray, steps, slices: int) -> np.ndarray:
             centre[:, axis] = np.interp(np.arange(inside.shape[0]), known, centre[known, axis])
     index = np.minimum(np.arange(slices) // steps[0], inside.shape[0] - 1)
     return centre[index]
+
+
+def spine_midline(volume: np.ndarray, inside: np.ndarray, steps, spacing, *, bone_hu: float = 200.0,
+                  window_mm: float = 20.0) -> float | None:
+    """Left-right (axis 2) index of the spine, in full-grid voxels, or None if unseen.
+
+    The vertebral bodies lie on the midline: the column band of ``window_mm`` holding
+    the most bone (above ``bone_hu``) in the posterior half of the body. Unlike the
+    envelope's centre, this holds when the field of view is off-centre.
+    """
+    sub = volume[::steps[0], ::steps[1], ::steps[2]]
+    bone = (sub > bone_hu) & inside
+    rows = np.nonzero(inside.any(axis=(0, 2)))[0]
+    if rows.size == 0:
+        return None
+    posterior = np.arange(sub.shape[1]) >= (rows[0] + rows[-1]) / 2
+    bone &= posterior[None, :, None]
+    counts = bone.sum(axis=(0, 1)).astype(float)
+    width = max(1, int(round(window_mm / (spacing[2] * steps[2]))))
+    banded = np.convolve(counts, np.ones(width), mode="same")
+    pixel_cm2 = spacing[1] * steps[1] * spacing[2] * steps[2] / 100.0
+    # At least 2 cm^2 of bone per sampled slice: a vertebra, not a few rib sections.
+    if banded.max() * pixel_cm2 < 2.0 * sub.shape[0]:
+        return None
+    return float(np.argmax(banded) * steps[2])

@@ -39,6 +39,9 @@ class ChestTuning:
     airway_growth : float
         An airway island may be at most this many times (plus 1 cm²) the airway area of
         the slice above; a larger one is lung (leak control).
+    airway_wall_mm : float
+        Tissue within this distance of the traced lumen is airway wall and never lung,
+        in mm.
     gas_air_hu : float
         Pure air lies below this, in HU.
     gas_min_air_fraction : float
@@ -79,6 +82,7 @@ class ChestTuning:
     airway_seed_search_mm: float = 60.0
     airway_min_length_mm: float = 30.0
     airway_growth: float = 2.0
+    airway_wall_mm: float = 3.0
     gas_air_hu: float = -950.0
     gas_min_air_fraction: float = 0.25
     gas_vessel_hu: float = -750.0

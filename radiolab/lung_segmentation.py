@@ -142,7 +142,8 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
     inside, steps = body.envelope(volume, spacing, body_hu=tuning.body_hu, padding_hu=tuning.padding_hu,
                                   grid_mm=tuning.body_grid_mm)
     share = body.outside_share(labels, count, inside, steps)
-    midline = body.midline_index(inside, steps)
+    spine = body.spine_midline(volume, inside, steps, spacing)
+    midline = body.midline_index(inside, steps) if spine is None else spine
     centres = body.slice_centres(inside, steps, volume.shape[0])
     in_body = share <= tuning.outside_fraction
     in_body[0] = False
@@ -239,7 +240,24 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
     _separate(view)
     if airways is not None:
         sides_out[airways] = 0
+        _clear_airway_walls(sides_out, airways, volume, spacing, wall_mm=tuning.airway_wall_mm,
+                            threshold_hu=settings.threshold_hu)
     return sides_out > 0, sides_out, airways
+
+
+def _clear_airway_walls(sides, airways, volume, spacing, *, wall_mm, threshold_hu) -> None:
+    """Clear tissue voxels within ``wall_mm`` of the airway lumen (its wall), in place."""
+    import edt
+
+    from radiolab.lung import bounding_box
+
+    pad = [int(np.ceil(wall_mm / s)) + 1 for s in spacing]
+    box = bounding_box(airways, pad=pad)
+    if box is None or wall_mm <= 0:
+        return
+    distance = edt.edt((~airways[box]).view(np.uint8), anisotropy=spacing, black_border=False)
+    wall = (distance <= wall_mm) & ~airways[box] & (volume[box] >= threshold_hu)
+    sides[box][wall] = 0
 
 
 def _separate(sides: np.ndarray) -> None:

@@ -15,7 +15,8 @@ consolidation. Two steps put it back without bridging the mediastinum:
    and the liver or spleen in the hollow of a basal crescent lie between the centre
    and the lung. A bite also reaches the rim of the hull (it opens onto the chest
    wall); what the lung encloses in the slice, such as the dome of the diaphragm inside
-   a basal ring of lung, does not. Only voxels of ``min_hu``-``max_hu`` are added (tissue, not gas of the
+   a basal ring of lung, does not; nor is a bite larger than the slice's lung (the
+   liver between the thin arcs of a basal crescent). Only voxels of ``min_hu``-``max_hu`` are added (tissue, not gas of the
    bowel, not bone).
 
 3. **Surface.** A threshold at ``threshold_hu`` keeps a rim of partial-volume voxels
@@ -75,7 +76,8 @@ def _closing_2d(plane, metric, radius_sq):
 
 
 def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, min_hu: float,
-                 max_hu: float, angle_bins: int = 720, min_contact: float = 0.5) -> np.ndarray:
+                 max_hu: float, angle_bins: int = 720, min_contact: float = 0.5,
+                 max_bite: float = 1.0) -> np.ndarray:
     """Voxels of the lung's costal bites (see the module text), canonical order.
 
     Parameters
@@ -93,6 +95,9 @@ def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, m
     min_contact : float
         A bite's voxels on the hull's rim are at least this times the square root of
         its area (a half-disc bite has about 1.6).
+    max_bite : float
+        A bite is at most this times the lung's area in the slice: the liver between the
+        thin arcs of a basal crescent is larger.
     """
     from radiolab.lung import bounding_box
 
@@ -135,7 +140,7 @@ def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, m
         area = np.bincount(labels.ravel(), minlength=count + 1)
         # A bite lies along the wall: its contact with the rim is comparable to its
         # width, not a few voxels where enclosed tissue leaks out through a gap.
-        opening = contact >= min_contact * np.sqrt(area)
+        opening = (contact >= min_contact * np.sqrt(area)) & (area <= max_bite * np.count_nonzero(plane))
         opening[0] = False
         out[k] |= opening[labels]
     return added
