@@ -1,6 +1,6 @@
 """Lung mask by HU threshold and morphology (Zaffino et al., Bioengineering 2021, 8:26).
 
-Steps, for both presets:
+Steps of the paper's pipeline (preset ``zaffino2021``):
 
 1. HU below -1000 are set to -1000; candidates are voxels below ``threshold_hu``.
 2. Binary opening.
@@ -11,11 +11,18 @@ Steps, for both presets:
 
 Preset ``zaffino2021`` works in voxel units exactly as published: opening by the
 6-connected element iterated 3 times, islands of at least 5e5 voxels, closings with
-SimpleITK balls of radius 30 and 20 voxels. Preset ``default`` uses physical units so
-that results do not depend on resolution; its values equal the paper's at the
-paper's geometry (0.68 mm in-plane): opening ball 2 mm (3 x 0.68), islands of at least
-70 mL (5e5 voxels of 0.68 x 0.68 x 0.3 mm), closing balls of 20.7 mm and 13.9 mm
-((30 + 0.5) x 0.68 and (20 + 0.5) x 0.68, the half voxel being SimpleITK's ball rim).
+SimpleITK balls of radius 30 and 20 voxels.
+
+Preset ``default`` (``LungMaskSettings.chest`` set) replaces steps 3-4 with the real-CT
+steps of `radiolab.lung_segmentation` (body envelope, airways, gut gas, sides before
+the closing, each lung closed alone, pleural envelope; see docs/lung.md), in mm, mL and
+HU and in patient coordinates. Of the paper's sizes it keeps only the opening's in-plane
+reach: a ball of 2 mm against the paper's 3 voxels of 0.68 mm (2.04 mm). In z they
+differ: the paper's octahedron reaches 0.9 mm deep at its 0.3 mm slices, the ball 2 mm;
+the paper's closing balls (30 and 20 voxels: 20.7 and 13.9 mm in-plane, 9 and 6 mm
+deep) close both lungs together, the default closes each lung with a 10 mm ball; its
+islands are at least 20 mL (the paper's 5e5 voxels are about 70 mL at its geometry).
+A ``LungMaskSettings`` in mm units without ``chest`` runs steps 1-4 in mm.
 
 Two backends compute the same masks: ``fast`` (distance transforms on the lung's
 bounding box, connected-components-3d) and ``reference`` (the paper's library calls:
