@@ -203,7 +203,7 @@ def anatomical_phantom(
     spacing: tuple[float, float, float] = (1.5, 1.5, 1.5),
     *,
     region_mm: Sequence[tuple[float, float]] | None = None,
-    junction_mm: float = 3.0,
+    junction_mm: float | None = None,
     emphysema_laa: float = 0.0,
     consolidation_ml: Sequence[float] = (),
     ggo_ml: Sequence[float] = (),
@@ -225,11 +225,14 @@ def anatomical_phantom(
         Patient (z, y, x) ranges in mm to sample; default the whole chest and upper
         abdomen, ``DEFAULT_REGION_MM`` (360 mm each way). A smaller region is a scan
         with a smaller field of view; it may cut the lungs.
-    junction_mm : float
-        Width of the anterior junction line between the lungs, in mm.
+    junction_mm : float, optional
+        Width of the anterior junction line between the lungs, in mm. Default: 3 mm,
+        or the in-plane voxel size where larger, so that at least one voxel of
+        mediastinum separates the lungs on the grid. Narrower than a voxel, the lungs
+        may touch on the grid (as in real scans), and the truths say so.
     emphysema_laa : float
-        Wanted LAA-950: fraction of lung voxels below -950 HU, in [0, 0.6]. Reached
-        within one small emphysema blob (about 0.1 % of the lung).
+        Wanted LAA-950: fraction of lung voxels below -950 HU, in [0, 0.6]. Blobs get
+        smaller near the target, which is reached within a few voxels.
     consolidation_ml, ggo_ml : sequence of float
         Volume of each subpleural consolidation (up to about +100 HU) or ground-glass
         lesion, in mL, grown from the costal pleura of the lower posterior lungs.
@@ -263,6 +266,8 @@ def anatomical_phantom(
     """
     if not 0.0 <= emphysema_laa <= 0.6:
         raise ValueError(f"emphysema_laa must lie in [0, 0.6], got {emphysema_laa}")
+    if junction_mm is None:
+        junction_mm = max(3.0, float(spacing[1]), float(spacing[2]))
     if junction_mm <= 0:
         raise ValueError(f"junction_mm must be positive, got {junction_mm}")
     rng = np.random.default_rng(seed)
@@ -430,8 +435,8 @@ def anatomical_phantom(
     lung = lung_any
     between, gap_voxels = _between(lungs["right"], lungs["left"])
     mediastinum = between & np.broadcast_to(thorax, shape) & ~airway_lumen & ~gut_gas & body
-    # The junction line: anterior rows where the lungs come within a few voxels of each other.
-    thin = gap_voxels * grid.spacing[2] <= junction_mm + 2.0 * grid.spacing[2]
+    # The junction line: anterior rows where both lungs reach the line (within one voxel).
+    thin = gap_voxels * grid.spacing[2] <= junction_mm + grid.spacing[2]
     junction = mediastinum & np.broadcast_to(y < ANTERIOR_LIMIT_Y, shape) & thin[:, :, None]
     outside_air = ~body & ~np.asarray(table) & ~padding
     truth = {
@@ -565,6 +570,9 @@ def _add_emphysema(hu, noise, emphysema, allowed, lung, target, grid, rng) -> No
             break
         centre = np.array(np.unravel_index(int(flat), grid.shape))
         radius = rng.uniform(2.0, 7.0)
+        # Near the target, smaller blobs: the last one fills the remaining deficit.
+        deficit_mm3 = (want - below) * float(np.prod(spacing))
+        radius = min(radius, max((3.0 * deficit_mm3 / (4.0 * math.pi)) ** (1.0 / 3.0), 0.5 * float(spacing.min())))
         half = np.ceil(radius / spacing).astype(int)
         box = tuple(slice(max(c - h, 0), min(c + h + 1, n)) for c, h, n in zip(centre, half, grid.shape))
         grids = np.ogrid[tuple(slice(b.start - c, b.stop - c) for b, c in zip(box, centre))]
