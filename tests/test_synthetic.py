@@ -220,6 +220,9 @@ def test_whole_anatomical_phantom_truths_are_consistent():
     for name in ("vessels", "emphysema", "consolidation", "ggo"):
         assert not (truth[name] & ~truth["lung"]).any(), name
     assert not (truth["mediastinum"] & truth["airways"]).any()
+    core = truth["mediastinum_core"]
+    assert core.any() and not (core & ~truth["mediastinum"]).any()
+    assert not (ndimage.binary_dilation(truth["lung"], CUBE) & core).any()
     assert phantom.volume.dtype == np.int16
 
 
@@ -268,3 +271,21 @@ def test_reoriented_phantom_keeps_every_voxel_in_place(order, flip):
     if flip[0] and order == (0, 1, 2):
         assert turned.geometry.direction[8] == -1.0  # feet first
         assert np.array_equal(turned.volume, phantom.volume[::-1])
+
+
+def test_mediastinum_truth_is_what_lies_between_the_lungs():
+    phantom = anatomical_phantom(_iso(6.0), seed=0)
+    truth = phantom.truth
+    right, left = truth["right_lung"], truth["left_lung"]
+    between = np.zeros(right.shape, dtype=bool)
+    for z, y in zip(*np.nonzero(right.any(axis=2) & left.any(axis=2))):  # row by row, by hand
+        most_medial_right = np.nonzero(right[z, y])[0].max()
+        most_medial_left = np.nonzero(left[z, y])[0].min()
+        between[z, y, most_medial_right + 1:most_medial_left] = True
+    mediastinum = truth["mediastinum"]
+    assert mediastinum.sum() > 0.5 * between.sum()
+    assert not (mediastinum & ~between).any()
+    # What lies between the lungs but is not mediastinum: airway lumen, or below the diaphragm.
+    rest = between & ~mediastinum & ~truth["airways"]
+    z_mm = _axes_mm(phantom)[2]
+    assert (z_mm[np.nonzero(rest)[0]] < 40.0).all()

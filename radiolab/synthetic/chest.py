@@ -29,6 +29,11 @@ to a structure when its centre lies inside it):
 ``mediastinum``
     Non-lung voxels lying between the two lungs on a row of constant (z, y): the
     tissue a lung mask must never hold (airway lumen excluded; see ``airways``).
+``mediastinum_core``
+    ``mediastinum`` less its one-voxel rim along the lungs (26-neighbours of a lung
+    voxel). Partial volume can put rim voxels below -155 HU (at 0.9 mm voxels about
+    18 mL of them against mediastinal fat), never core ones: a mask may touch the rim,
+    it must not enter the core.
 ``junction``
     The part of ``mediastinum`` forming the anterior junction line.
 ``stomach_gas``, ``colon_gas``, ``gut_gas``
@@ -438,10 +443,12 @@ def anatomical_phantom(
     # The junction line: anterior rows where both lungs reach the line (within one voxel).
     thin = gap_voxels * grid.spacing[2] <= junction_mm + grid.spacing[2]
     junction = mediastinum & np.broadcast_to(y < ANTERIOR_LIMIT_Y, shape) & thin[:, :, None]
+    mediastinum_core = mediastinum & ~ndimage.binary_dilation(lung_any, np.ones((3, 3, 3), dtype=bool))
     outside_air = ~body & ~np.asarray(table) & ~padding
     truth = {
         "lung": lung, "right_lung": lungs["right"], "left_lung": lungs["left"],
-        "airways": airways, "trachea": trachea, "mediastinum": mediastinum, "junction": junction,
+        "airways": airways, "trachea": trachea, "mediastinum": mediastinum,
+        "mediastinum_core": mediastinum_core, "junction": junction,
         "stomach_gas": stomach, "colon_gas": colon, "gut_gas": gut_gas,
         "vessels": vessels, "emphysema": emphysema, "consolidation": consolidation, "ggo": ggo,
         "body": body, "outside_air": outside_air, "padding": np.array(padding),
