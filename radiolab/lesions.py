@@ -162,9 +162,10 @@ def grow_blob(
     n_voxels = int(n_voxels)
     if n_voxels <= 0:
         return out
-    # Radius of a hemisphere of the wanted volume, with room for the irregularity.
+    # Radius of a hemisphere of the wanted volume, with room for the irregularity; the
+    # box doubles until it holds the blob.
     volume_mm3 = n_voxels * float(np.prod(spacing))
-    radius = (3.0 * volume_mm3 / (2.0 * math.pi)) ** (1.0 / 3.0) * 2.0 * math.exp(3.0 * irregularity)
+    radius = (3.0 * volume_mm3 / (2.0 * math.pi)) ** (1.0 / 3.0) * 1.5 * math.exp(2.0 * irregularity)
     whole = tuple(slice(0, n) for n in region.shape)
     while True:
         box = tuple(slice(max(c - int(math.ceil(radius / s)), 0), min(c + int(math.ceil(radius / s)) + 1, n))
@@ -204,7 +205,7 @@ def _grow_in_box(region, seed, n_voxels, spacing, rng, irregularity, roughness_m
             high, above = middle, candidate
         else:
             low, below = middle, candidate
-        if above.sum() == n_voxels or high - low < 1e-6:
+        if above.sum() == n_voxels or high - low < 1e-3:  # mm
             break
     # Complete from `below` with the voxels `above` adds, layer by layer from `below`
     # (so the blob stays connected), nearest first within the last layer.

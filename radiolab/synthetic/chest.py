@@ -284,7 +284,6 @@ def anatomical_phantom(
 
     # -- body, table and outside air ------------------------------------------------
     hu = np.full(shape, AIR_HU, dtype=np.float32)
-    in_plane = np.broadcast_to(np.zeros((1, 1, 1), dtype=bool), shape)
     body_2d = _ellipse(y, x, BODY_SEMI)
     body = np.broadcast_to(body_2d, shape).copy()
     table = np.broadcast_to((y >= TABLE_Y_MM[0]) & (y <= TABLE_Y_MM[1]) & (np.abs(x) < 230), shape)
@@ -293,7 +292,6 @@ def anatomical_phantom(
     hu[np.broadcast_to(_ellipse(y, x, MUSCLE_SEMI), shape)] = MUSCLE_HU
     cavity = np.broadcast_to(_ellipse(y, x, CAVITY_SEMI), shape)
     hu[cavity] = ABDOMEN_HU
-    del in_plane
 
     # Ribs: rings just outside the cavity, every 24 mm, rising posteriorly.
     rib_outer = _ellipse(y, x, (CAVITY_SEMI[0] + RIB_DEPTH_MM, CAVITY_SEMI[1] + RIB_DEPTH_MM))
