@@ -289,3 +289,26 @@ def test_mediastinum_truth_is_what_lies_between_the_lungs():
     rest = between & ~mediastinum & ~truth["airways"]
     z_mm = _axes_mm(phantom)[2]
     assert (z_mm[np.nonzero(rest)[0]] < 40.0).all()
+
+
+def test_ground_glass_lesion_has_its_volume_and_hu():
+    phantom = anatomical_phantom(_iso(3.0), region_mm=((-50.0, 110.0), (-100.0, 100.0), (-150.0, 150.0)),
+                                 ggo_ml=(80.0,), seed=0)
+    ggo, lung = phantom.truth["ggo"], phantom.truth["lung"]
+    assert abs(ggo.sum() * 0.027 - 80.0) <= 0.027
+    assert not (ggo & ~lung).any() and not phantom.truth["consolidation"].any()
+    values = phantom.volume[ggo]
+    assert -700 < np.median(values) < -500
+    assert phantom.lesion_fraction == pytest.approx(ggo.sum() / lung.sum())
+
+
+@pytest.mark.parametrize("z_range", [(160.0, 161.5), (160.0, 170.5)])
+def test_thin_slabs_keep_every_truth(z_range):
+    phantom = anatomical_phantom((1.5, 0.7, 0.7), region_mm=(z_range, (-120.0, 120.0), (-160.0, 160.0)), seed=0)
+    assert phantom.volume.shape[0] == round((z_range[1] - z_range[0]) / 1.5)
+    lung = phantom.truth["lung"]
+    # Both lungs present in every slice, apart, and lung voxels at -850 HU or so.
+    assert phantom.truth["right_lung"].any(axis=(1, 2)).all() and phantom.truth["left_lung"].any(axis=(1, 2)).all()
+    assert not (ndimage.binary_dilation(phantom.truth["right_lung"], CUBE) & phantom.truth["left_lung"]).any()
+    assert -900 < np.median(phantom.volume[lung]) < -780
+    assert phantom.truth["trachea"].any(axis=(1, 2)).all()  # above the carina (z = 150 mm)
