@@ -17,7 +17,7 @@ PAPER_STDS_HU = (44.00749401, 58.42144763, 94.48375709, 156.67553717, 193.994779
 PAPER_WEIGHTS = (0.33915991, 0.36163895, 0.13880557, 0.05467644, 0.10571913)
 
 
-def paper_map_labels(hu) -> "numpy.ndarray":
+def paper_map_labels(hu):
     """MAP labels 1..5 of HU values under the paper's mixture, from scipy in float64."""
     import numpy as np
     from scipy import stats
