@@ -336,13 +336,8 @@ def _correlation_section(scores, folder: Path, *, id_col, score_col, iterations,
                          notes: list[str]) -> tuple[dict[str, Any], bool]:
     """Run radiolab.stats.run_correlation into a temporary folder and embed its outputs."""
     section: dict[str, Any] = {"scores": os.fspath(scores), "images": [], "numbers": [], "note": None}
-    try:
-        from radiolab.stats import run_correlation
-    except ImportError as error:
-        section["note"] = ("Correlation plots need the radiolab.stats module, which this installation "
-                           f"does not provide ({error}). Update radiolab to include them.")
-        notes.append(section["note"])
-        return section, False
+    from radiolab.stats import run_correlation
+
     with tempfile.TemporaryDirectory(prefix="radiolab-report-") as tmp:
         try:
             result = run_correlation(scores, folder, tmp, id_col=id_col, score_col=score_col,
@@ -351,18 +346,9 @@ def _correlation_section(scores, folder: Path, *, id_col, score_col, iterations,
             section["note"] = f"Correlation with {os.fspath(scores)} failed: {error}"
             notes.append(section["note"])
             return section, True
-        numbers = result if isinstance(result, dict) else {}
-        json_path = Path(tmp) / "correlation.json"
-        if json_path.exists():
-            try:
-                numbers = json.loads(json_path.read_text(encoding="utf-8"))
-            except ValueError:
-                pass
-        section["numbers"] = _flatten(numbers)
-        for name in CORRELATION_IMAGES:
-            path = Path(tmp) / name
-            if path.exists():
-                section["images"].append({"name": name, "uri": data_uri(path.read_bytes())})
+        section["numbers"] = _flatten(result)  # what correlation.json holds
+        section["images"] = [{"name": name, "uri": data_uri((Path(tmp) / name).read_bytes())}
+                             for name in CORRELATION_IMAGES]
     return section, False
 
 
