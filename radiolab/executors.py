@@ -491,7 +491,7 @@ def _import_distributed(feature: str):
     try:
         import distributed
     except ImportError:
-        raise OptionalDependencyError("dask[distributed]", feature) from None
+        raise OptionalDependencyError("dask[distributed]", feature, extra="dask") from None
     return distributed
 
 
@@ -567,7 +567,7 @@ def jobqueue_cluster(kind: str, config: ClusterConfig = ClusterConfig(), *,
     try:
         import dask_jobqueue
     except ImportError:
-        raise OptionalDependencyError("dask-jobqueue", f"--cluster {kind}") from None
+        raise OptionalDependencyError("dask-jobqueue", f"--cluster {kind}", extra="dask") from None
     cls = dask_jobqueue.SLURMCluster if kind == "slurm" else dask_jobqueue.PBSCluster
     options = dict(config.scheduler_options)
     # No dashboard unless its address is given; the HTTP server then takes a free port.

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -426,6 +427,35 @@ def test_report_cli_rejects_folder_without_outputs(tmp_path, capsys):
     assert report_cli.main([str(tmp_path), "--out", str(tmp_path / "r.html")]) == 2
     assert "summary.csv" in capsys.readouterr().err
     assert not (tmp_path / "r.html").exists()
+
+
+JINJA2_BLOCKED = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "jinja2":
+            raise ModuleNotFoundError("No module named 'jinja2'", name="jinja2")
+sys.meta_path.insert(0, Block())
+"""
+
+
+def test_segment_with_qc_needs_no_jinja2_and_report_says_how_to_install_it(tmp_path):
+    scans, labels, page = tmp_path / "scans", tmp_path / "labels", tmp_path / "report.html"
+    code = JINJA2_BLOCKED + f"""
+from radiolab.cli import main
+from radiolab.synthetic import make_cohort
+make_cohort({str(scans)!r}, 1, shape=(40, 64, 64), spacing=(7.0, 5.0, 5.0), seed=1)
+assert main(["segment", "--in", {str(scans)!r}, "--out", {str(labels)!r}, "--qc", "--quiet"]) == 0
+sys.exit(main(["report", {str(labels)!r}, "--out", {str(page)!r}]))
+"""
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert (labels / "case_000_qc.png").is_file() and (labels / "flags.csv").is_file()
+    assert ("radiolab report: error: radiolab report needs the optional package 'jinja2'. Install it with "
+            "`make install` or `pip install 'radiolab[report]'`.") in done.stderr
+    assert not page.exists()
 
 
 # -- the report in a real browser ---------------------------------------------------

@@ -178,7 +178,7 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str],
     try:
         import pandas as pd
     except ImportError as error:
-        raise OptionalDependencyError("pandas", "writing the feature table") from error
+        raise OptionalDependencyError("pandas", "writing the feature table", extra="radiomics") from error
     from radiolab.io import atomic_path
 
     columns = list(columns or table_columns(rows))
@@ -195,7 +195,7 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str],
             try:
                 frame.to_parquet(temporary, index=False, engine="pyarrow")
             except ImportError as error:
-                raise OptionalDependencyError("pyarrow", "writing Parquet") from error
+                raise OptionalDependencyError("pyarrow", "writing Parquet", extra="radiomics") from error
         else:
             frame.to_csv(temporary, index=False, float_format=None, lineterminator="\n")
     return frame

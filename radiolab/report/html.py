@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from radiolab.errors import InputError, RadiolabError
+from radiolab.errors import InputError, OptionalDependencyError, RadiolabError
 from radiolab.report.flags import FlagSettings, compute_flags, read_csv_rows
 from radiolab.report.qc import QC_SUFFIX, figure_png
 
@@ -364,9 +364,19 @@ def _thumbnail(path: Path, width: int) -> str:
     return data_uri(buffer.getvalue(), "image/jpeg")
 
 
+def _jinja2():
+    """Import Jinja2 (the ``report`` extra) or say how to install it."""
+    try:
+        import jinja2
+    except ImportError as error:
+        raise OptionalDependencyError("jinja2", "radiolab report", extra="report") from error
+    return jinja2
+
+
 def _provenance(folder: Path, gmm_record: dict | None) -> dict[str, Any]:
-    import jinja2
     import matplotlib
+
+    jinja2 = _jinja2()
 
     from radiolab import __version__
 
@@ -448,8 +458,10 @@ def write_report(
     ------
     InputError
         If ``labels_dir`` does not exist or holds neither summary.csv nor errors.csv.
+    OptionalDependencyError
+        If Jinja2 (the ``report`` extra) is not installed.
     """
-    import jinja2
+    jinja2 = _jinja2()
 
     from radiolab.report.qc import write_qc_images
 
