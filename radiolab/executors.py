@@ -70,7 +70,7 @@ def _one_line(error: BaseException) -> str:
 def _progress_bar(total: int, description: str, progress: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=description, unit="scan", disable=not progress, leave=False)
+    return tqdm(total=total, desc=description, unit="scan", disable=None if progress else True, leave=False)
 
 
 class Executor:
@@ -118,7 +118,7 @@ class Executor:
         description : str
             Label of the progress bar.
         progress : bool
-            Show a progress bar.
+            Show a progress bar (only when stderr is a terminal).
         keys : sequence of str, optional
             A readable name per item (the scan id); Dask uses it in task keys.
         """

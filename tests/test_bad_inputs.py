@@ -219,7 +219,7 @@ def check_missing_slice(case, out, stdout, stderr):
     volume = read_volume(path)
     assert volume.array.shape == case.extra["shape"]
     assert volume.geometry.spacing[0] == pytest.approx(5.0)
-    assert f"  warning: {case.expected}" in stdout
+    assert f"radiolab ingest: WARNING: {path.name[:-len('.nrrd')]}: {case.expected}" in stderr
     assert case.expected in read_header(path)["radiolab_warnings"]
 
 
