@@ -376,10 +376,9 @@ def _jinja2():
 def _provenance(folder: Path, gmm_record: dict | None) -> dict[str, Any]:
     import matplotlib
 
-    jinja2 = _jinja2()
-
     from radiolab import __version__
 
+    jinja2 = _jinja2()
     report = [("radiolab", __version__), ("python", platform.python_version()),
               ("numpy", np.__version__), ("matplotlib", matplotlib.__version__),
               ("jinja2", jinja2.__version__), ("platform", platform.platform()),
