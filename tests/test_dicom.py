@@ -196,15 +196,19 @@ def test_read_volume_of_a_dicom_folder_sorts_slices_by_position():
     assert volume.path == folder
 
 
-def test_real_series_with_a_gap_is_read_with_a_warning():
+def test_real_series_with_a_gap_is_refused_with_its_position_and_size(tmp_path):
     # 77654033/CT2: slices at z = -99.48, 103.02, 104.27, 105.52 mm.
     series, _ = find_series(os.path.join(DICOMDIRTESTS, "77654033"))
     (info,) = series
-    volume = read_series(info)
-    assert volume.array.shape == (4, 16, 16)
-    assert volume.geometry.spacing[0] == pytest.approx(1.25)
-    (warning,) = volume.meta["warnings"]
-    assert "gap of 202.5 mm between z=-99.48 and z=103.02 mm, nominal 1.25 mm" in warning
+    with pytest.raises(InputError, match=re.escape(
+            "gap of 202.5 mm between z=-99.48 and z=103.02 mm (slices around it 1.25 mm apart")):
+        read_series(info)
+    volume = read_series(info, allow_gaps=True)
+    # The full z extent is kept: first to last slice position.
+    extent = (volume.array.shape[0] - 1) * volume.geometry.spacing[0]
+    assert extent == pytest.approx(105.52 + 99.48, abs=0.01)
+    assert "202.5 mm interpolated across 1 gap" in volume.meta["warnings"]
+    assert volume.meta["resampled"] is True
 
 
 def test_jpeg2000_ct_is_decoded(tmp_path):
@@ -269,15 +273,75 @@ def test_geometry_of_written_nrrd_matches_dicom_positions(tmp_path):
     assert image.GetPixel(i, j, k) == hu(slice_k)[j, i]
 
 
-def test_missing_slice_is_reported_with_its_gap(tmp_path):
-    write_series(tmp_path, axial_positions([0.0, 5.0, 10.0, 20.0, 25.0]))
-    volume = read_series_folder(tmp_path)
-    assert volume.array.shape == (5, 128, 128)
+def test_missing_slice_is_refused_unless_gaps_are_allowed(tmp_path, capsys):
+    raw = write_series(tmp_path / "dicom", axial_positions([0.0, 5.0, 10.0, 20.0, 25.0]))
+    with pytest.raises(InputError, match=re.escape(
+            "1 gap in the slice positions: gap of 10.0 mm between z=10.0 and z=20.0 mm "
+            "(slices around it 5.0 mm apart, about 1 slice missing)")) as caught:
+        read_series_folder(tmp_path / "dicom")
+    assert str(tmp_path / "dicom") in str(caught.value) and "--allow-gaps" in str(caught.value)
+    assert ingest_cli.main(["--in", str(tmp_path / "dicom"), "--out", str(tmp_path / "refused")]) == 1
+    assert "gap of 10.0 mm" in capsys.readouterr().err
+
+    volume = read_series_folder(tmp_path / "dicom", allow_gaps=True)
+    # Steps 5, 5, 10, 5 mm: output step max(5, 25 / 9) = 5 mm, slices at 0..25 mm.
+    assert volume.array.shape == (6, 128, 128)
     assert volume.geometry.spacing[0] == pytest.approx(5.0)
-    (warning,) = volume.meta["warnings"]
-    assert warning.startswith(
-        "uneven slice spacing: gap of 10.0 mm between z=10.0 and z=20.0 mm, nominal 5.0 mm")
-    assert "about 1 slice missing" in warning
+    assert volume.geometry.origin[2] == pytest.approx(0.0)
+    # Oracle: numpy's linear interpolation of each pixel's HU along z.
+    zs = np.array([0.0, 5.0, 10.0, 20.0, 25.0])
+    stack = np.stack([hu(r) for r in raw]).astype(float)
+    expected = np.stack([np.rint(np.apply_along_axis(lambda v: np.interp(z, zs, v), 0, stack))
+                         for z in np.arange(6) * 5.0])
+    np.testing.assert_array_equal(volume.array, expected.astype(np.int16))
+    assert "10.0 mm interpolated across 1 gap" in volume.meta["warnings"]
+    assert ingest_cli.main(["--in", str(tmp_path / "dicom"), "--out", str(tmp_path / "out"),
+                            "--allow-gaps"]) == 0
+    assert "10.0 mm interpolated across 1 gap" in capsys.readouterr().out
+
+
+def test_uneven_spacing_is_resampled_linearly_in_z(tmp_path):
+    zs = np.array([0.0, 5.0, 10.0, 12.0, 17.0])  # one short step: uneven, no gap
+    raw = write_series(tmp_path, axial_positions(zs))
+    volume = read_series_folder(tmp_path)
+    # Step max(smallest 2 mm, 17 / (2 * 5 - 1)) = 2 mm: slices at 0, 2, ..., 16 mm.
+    assert volume.array.shape == (9, 128, 128)
+    assert volume.geometry.spacing[0] == pytest.approx(2.0)
+    stack = np.stack([hu(r) for r in raw]).astype(float)
+    expected = np.stack([np.rint(np.apply_along_axis(lambda v: np.interp(z, zs, v), 0, stack))
+                         for z in np.arange(9) * 2.0])
+    np.testing.assert_array_equal(volume.array, expected.astype(np.int16))
+    (note,) = volume.meta["warnings"]
+    assert note == ("uneven slice spacing (steps 2.0, 5.0 mm): resampled to 9 slices at 2.0 mm "
+                    "with linear interpolation along the slice normal")
+
+
+def test_small_position_jitter_is_not_resampled(tmp_path):
+    # Steps of 2.5 mm +- 0.01 mm: within 1 % of the step.
+    write_series(tmp_path, axial_positions([0.0, 2.5, 5.01, 7.5, 10.0]))
+    volume = read_series_folder(tmp_path)
+    assert volume.meta["resampled"] is False and volume.array.shape[0] == 5
+    assert volume.geometry.spacing[0] == pytest.approx(2.5)
+
+
+def test_padding_is_never_blended_with_tissue(tmp_path):
+    # CT_small's PixelPaddingValue is -2000 stored, i.e. -3024 HU after its rescale.
+    write_series(tmp_path, axial_positions([0.0, 5.0, 10.0, 12.0]))
+    for path in sorted(tmp_path.iterdir()):
+        ds = pydicom.dcmread(path)
+        pixels = ds.pixel_array.copy()
+        # The padded border widens from slice to slice, so z interpolation meets it.
+        k = int(path.stem[-3:])
+        pixels[:, :40 + 10 * k] = int(ds.PixelPaddingValue)
+        ds.PixelData = pixels.astype(np.int16).tobytes()
+        ds.save_as(path)
+    volume = read_series_folder(tmp_path)
+    assert volume.meta["padding_hu"] == -3024 and volume.meta["resampled"] is True
+    tissue_min = int(hu(_original_pixels()).min())
+    values = volume.array
+    # Padding kept as stored, and no value between padding and the lowest tissue HU.
+    assert (values[:, :, :40] == -3024).all() and (values[:, :, 70:] >= tissue_min).all()
+    assert not ((values > -3024) & (values < tissue_min)).any()
 
 
 def test_duplicate_slice_positions_are_rejected(tmp_path):
@@ -286,20 +350,48 @@ def test_duplicate_slice_positions_are_rejected(tmp_path):
         read_series_folder(tmp_path)
 
 
-def test_gantry_tilt_from_positions_is_rejected_with_its_angle(tmp_path):
-    tilt = np.radians(15.0)
-    positions = [(0.0, k * 5.0 * np.tan(tilt), k * 5.0) for k in range(4)]
-    write_series(tmp_path, positions)
-    with pytest.raises(InputError) as caught:
-        read_series_folder(tmp_path)
-    angle = float(re.search(r"gantry tilt of ([0-9.]+) degrees", str(caught.value)).group(1))
-    assert angle == pytest.approx(15.0, abs=0.01)
+def test_gantry_tilt_is_shifted_onto_an_orthogonal_grid(tmp_path):
+    import SimpleITK as sitk
+
+    # Slice k sits k rows (0.661468 mm each) further along y: a sheared stack, tilt
+    # atan(0.661468 / 5) = 7.54 degrees. Whole-pixel shifts, so no interpolation.
+    row_mm = 0.661468
+    positions = [(-158.1358, -179.0358 + k * row_mm, k * 5.0) for k in range(4)]
+    raw = write_series(tmp_path / "dicom", positions)
+    report = ingest(tmp_path / "dicom", tmp_path / "out")
+    assert report.failed == []
+    header = read_header(report.written[0])
+    assert float(header["radiolab_tilt_deg"]) == pytest.approx(np.degrees(np.arctan2(row_mm, 5.0)), abs=0.01)
+    assert "gantry tilt of 7.54 degrees" in header["radiolab_warnings"]
+    image = sitk.ReadImage(report.written[0])
+    assert image.GetSize() == (128, 131, 4)  # 3 rows added to hold the shifted slices
+    array = sitk.GetArrayFromImage(image)
+    # Oracle: each voxel's physical point (SimpleITK) lies on slice k at row
+    # (y - IPP_k.y) / row spacing; its value is that slice's pixel, or the padding value
+    # (CT_small's PixelPaddingValue -2000 stored, -3024 HU) outside every slice.
+    checked = 0
+    for k in range(4):
+        for j in (0, 2, 3, 60, 127, 130):
+            for i in (0, 17, 127):
+                x, y, z = image.TransformIndexToPhysicalPoint((i, j, k))
+                assert z == pytest.approx(k * 5.0, abs=1e-4)
+                source_row = (y - positions[k][1]) / row_mm
+                assert source_row == pytest.approx(round(source_row), abs=1e-3)
+                r = int(round(source_row))
+                expected = hu(raw[k])[r, i] if 0 <= r < 128 else -3024
+                assert array[k, j, i] == expected
+                checked += 1
+    assert checked == 72
 
 
-def test_gantry_tilt_tag_is_rejected_with_its_angle(tmp_path):
-    write_series(tmp_path, axial_positions([0.0, 5.0, 10.0]), tags={"GantryDetectorTilt": "12.5"})
-    with pytest.raises(InputError, match=r"gantry tilt of 12\.50 degrees \(GantryDetectorTilt\)"):
-        read_series_folder(tmp_path)
+def test_gantry_tilt_tag_alone_does_not_reject_an_orthogonal_stack(tmp_path):
+    raw = write_series(tmp_path, axial_positions([0.0, 5.0, 10.0]), tags={"GantryDetectorTilt": "12.5"})
+    volume = read_series_folder(tmp_path)
+    np.testing.assert_array_equal(volume.array, np.stack([hu(r) for r in raw]))
+    assert volume.meta["tilt_deg"] == 0.0 and volume.meta["resampled"] is False
+    assert volume.meta["warnings"] == [
+        "GantryDetectorTilt says 12.50 degrees, but the slice positions form an orthogonal stack: "
+        "no correction needed"]
 
 
 def _set_on_slice_1(keyword, value):
@@ -363,28 +455,49 @@ def test_series_names_are_safe_and_unique():
 
 
 def test_privacy_no_patient_tag_reaches_outputs(tmp_path, capsys):
-    write_series(tmp_path / "dicom", axial_positions([0.0, 5.0, 10.0, 20.0]), tags=PHI,
+    # One series with its UIDs (uneven, so it carries warnings) and one without any
+    # UID or study tag, in a folder named after the patient: its name falls back to
+    # the folder, which must appear only as a hash.
+    write_series(tmp_path / "dicom" / "a", axial_positions([0.0, 5.0, 10.0, 12.0]), tags=PHI,
                  description="Chest")
+    folder_named = tmp_path / "dicom" / "Zebrafish_Quintessa_PID98765XYZ"
+
+    def strip_uids(k, ds):
+        for keyword in ("SeriesInstanceUID", "StudyInstanceUID", "StudyDate", "StudyTime",
+                        "SeriesDescription", "SeriesNumber"):
+            if keyword in ds:
+                delattr(ds, keyword)
+
+    write_series(folder_named, axial_positions([0.0, 5.0, 10.0]), tags=PHI, per_slice=strip_uids)
     status = ingest_cli.main(["--in", str(tmp_path / "dicom"), "--out", str(tmp_path / "out")])
     printed = capsys.readouterr()
     assert status == 0
-    (path,) = [str(p) for p in (tmp_path / "out").iterdir()]
-    header = read_header(path)
-    assert header["radiolab_source"] == "dicom"
-    assert header["radiolab_series_description"] == "Chest"
-    assert "gap of 10.0 mm" in header["radiolab_warnings"]
-    volume = read_series(find_series(tmp_path / "dicom")[0][0])
-    assert set(volume.meta) == {"series_number", "series_description", "uid_hash", "modality",
-                                "transfer_syntax", "warnings"}
-    with open(path, "rb") as handle:
-        raw_header = handle.read().split(b"\n\n")[0].decode("ascii")
-    texts = [os.path.basename(path), raw_header, repr(header), repr(volume.meta),
-             printed.out, printed.err]
-    for value in PHI.values():
+    paths = sorted(str(p) for p in (tmp_path / "out").iterdir())
+    assert len(paths) == 2
+    headers = {path: read_header(path) for path in paths}
+    (with_uid,) = [p for p in paths if headers[p]["radiolab_grouped_by"] == "SeriesInstanceUID"]
+    (fallback,) = [p for p in paths if p != with_uid]
+    assert headers[with_uid]["radiolab_series_description"] == "Chest"
+    assert "uneven slice spacing" in headers[with_uid]["radiolab_warnings"]
+    assert headers[fallback]["radiolab_grouped_by"].endswith("folder")
+    assert re.fullmatch(r"series-nn-[0-9a-f]{8}\.nrrd", os.path.basename(fallback))
+    series, _ = find_series(tmp_path / "dicom")
+    volumes = [read_series(info) for info in series]
+    for volume in volumes:
+        assert set(volume.meta) == {"series_number", "series_description", "uid_hash", "grouped_by",
+                                    "modality", "modality_source", "transfer_syntax", "acquisition",
+                                    "padding_hu", "tilt_deg", "resampled", "warnings"}
+    texts = [printed.out.replace(str(tmp_path), ""), printed.err.replace(str(tmp_path), "")]
+    for path in paths:
+        with open(path, "rb") as handle:
+            texts.append(handle.read().split(b"\n\n")[0].decode("ascii"))
+        texts += [os.path.basename(path), repr(headers[path])]
+    texts += [repr(v.meta) for v in volumes] + [s.name for s in series]
+    for value in [*PHI.values(), "Zebrafish", "Quintessa"]:
         for text in texts:
             assert value.lower() not in text.lower()
     # The source really carried the tags (so the test can fail).
-    source = pydicom.dcmread(next((tmp_path / "dicom").iterdir()))
+    source = pydicom.dcmread(next(folder_named.iterdir()))
     assert str(source.PatientName) == PHI["PatientName"]
 
 
