@@ -43,6 +43,9 @@ def _get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--qc", action="store_true",
                         help="also write <id>_qc.png images and the automatic flags (as `radiolab qc`)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summary table")
+    parser.add_argument("--dicom-seg", dest="dicom_seg", action="store_true",
+                        help="also write <id>_labels.seg.dcm (DICOM Segmentation) for scans read directly "
+                             "from a DICOM series; it carries the source's patient and study modules")
     return parser
 
 
@@ -83,6 +86,7 @@ def config_from_args(args: argparse.Namespace):
         seed=args.seed, n_init=args.n_init, tol=args.tol, median_size=args.median_size,
         threshold_hu=args.threshold_hu, opening=args.opening, min_island=args.min_island,
         closing_radii=tuple(args.closing_radii) if args.closing_radii else None,
+        dicom_seg=args.dicom_seg,
     )
 
 

@@ -132,3 +132,29 @@ def ingest(root: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
         report.written.append(path)
         report.warnings[path] = list(volume.meta["warnings"])
     return report
+
+
+def scan_header_fields(volume: Volume) -> dict[str, Any]:
+    """:func:`volume_header_fields` for a DICOM-read volume, else {} (for segment outputs)."""
+    return volume_header_fields(volume) if volume.meta.get("uid_hash") else {}
+
+
+def scan_columns(volume: Volume) -> dict[str, str]:
+    """``summary.csv`` columns of a scan: its acquisition facts and tilt, where known.
+
+    From ``Volume.meta`` for a DICOM series, from the ``radiolab_*`` header fields for
+    an NRRD written by :func:`ingest`; {} for other volumes (their columns stay empty).
+    """
+    if volume.meta.get("uid_hash"):
+        facts = dict(volume.meta.get("acquisition", {}))
+        facts["tilt_deg"] = f"{float(volume.meta.get('tilt_deg', 0.0)):.2f}"
+        return facts
+    path = str(volume.path)
+    if not path.lower().endswith((".nrrd", ".nhdr")):
+        return {}
+    from radiolab.io import read_header
+
+    header = read_header(path)
+    if header.get("radiolab_source") != "dicom":
+        return {}
+    return {key: header.get(f"radiolab_{key}", "") for key in (*ACQUISITION_KEYS, "tilt_deg")}
