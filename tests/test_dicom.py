@@ -527,3 +527,121 @@ def test_localizer_with_single_valued_image_type_is_skipped(tmp_path):
     series, skipped = find_series(tmp_path)
     assert series == []
     assert [s.reason for s in skipped] == ["localizer (scout) images (2 of 2 files), not a volume"]
+
+
+# ----------------------------------------------------------------- stripped tags
+
+
+def _strip(*keywords):
+    def edit(k, ds):
+        for keyword in keywords:
+            if keyword in ds:
+                delattr(ds, keyword)
+    return edit
+
+
+def test_two_reconstructions_without_uid_stay_apart(tmp_path):
+    # Same study, series number, description and positions; only the kernel differs.
+    for kernel, names in (("B30f", ["a1", "b1", "c1"]), ("B70f", ["a2", "b2", "c2"])):
+        write_series(tmp_path, axial_positions([0.0, 5.0, 10.0]), tags={"ConvolutionKernel": kernel},
+                     file_names=names, per_slice=_strip("SeriesInstanceUID"))
+    series, skipped = find_series(tmp_path)
+    assert skipped == []
+    assert sorted(len(s.files) for s in series) == [3, 3]
+    kernels = [{pydicom.dcmread(f).ConvolutionKernel for f in s.files} for s in series]
+    assert sorted(map(sorted, kernels)) == [["B30f"], ["B70f"]]
+    assert all("ConvolutionKernel" in s.grouped_by and "folder" not in s.grouped_by for s in series)
+    assert len({s.name for s in series}) == 2
+
+
+def test_without_uid_and_study_keys_the_folder_separates_series(tmp_path):
+    strip = _strip("SeriesInstanceUID", "StudyInstanceUID", "StudyDate", "StudyTime")
+    write_series(tmp_path / "p1", axial_positions([0.0, 5.0]), per_slice=strip)
+    write_series(tmp_path / "p2", axial_positions([0.0, 5.0]), per_slice=strip)
+    series, _ = find_series(tmp_path)
+    assert sorted(os.path.basename(s.folder) for s in series) == ["p1", "p2"]
+    assert all(s.grouped_by[-1] == "folder" for s in series)
+    assert all("p1" not in s.name and "p2" not in s.name for s in series)
+
+
+def test_real_series_without_series_uid_is_one_volume(real_data):
+    # TotalSegmentator's example: 20 slices, no SeriesInstanceUID, StudyInstanceUID or SeriesNumber.
+    folder = real_data("totalseg/example_ct_dicom")
+    files = sorted(folder.iterdir())
+    assert not any(pydicom.dcmread(f, stop_before_pixels=True).get("SeriesInstanceUID") for f in files)
+    (info,), skipped = find_series(folder)
+    assert skipped == [] and len(info.files) == len(files) == 20
+    assert info.name == "series-nn-ct-body-3.0-" + info.uid_hash[:8]
+    assert info.grouped_by[:3] == ("StudyDate", "StudyTime", "SeriesDescription")
+
+
+def test_missing_modality_needs_ct_evidence_or_assume_ct(tmp_path):
+    secondary_capture = "1.2.840.10008.5.1.4.1.1.7"
+
+    def not_ct_looking(k, ds):
+        _strip("Modality", "RescaleSlope", "RescaleIntercept")(k, ds)
+        ds.SOPClassUID = secondary_capture
+        ds.file_meta.MediaStorageSOPClassUID = secondary_capture
+
+    write_series(tmp_path / "bare", axial_positions([0.0, 5.0]), per_slice=not_ct_looking)
+    series, skipped = find_series(tmp_path / "bare")
+    assert series == [] and skipped[0].reason.startswith("no Modality tag and nothing shows CT")
+    (info,), _ = find_series(tmp_path / "bare", assume_ct=True)
+    volume = read_series(info)
+    assert volume.meta["modality_source"] == "assumed (--assume-ct)"
+    assert "no Modality tag: taken as CT from assumed (--assume-ct)" in volume.meta["warnings"]
+    # The CLI flag maps to the same argument.
+    assert ingest_cli.main(["--in", str(tmp_path / "bare"), "--out", str(tmp_path / "o1")]) == 1
+    assert ingest_cli.main(["--in", str(tmp_path / "bare"), "--out", str(tmp_path / "o2"), "--assume-ct"]) == 0
+
+    # An explicit non-CT Modality is never overridden.
+    write_series(tmp_path / "mr", axial_positions([0.0, 5.0]), modality="MR")
+    series, skipped = find_series(tmp_path / "mr", assume_ct=True)
+    assert series == [] and [s.reason for s in skipped] == ["modality MR is not CT"]
+
+    # Rescale tags alone are evidence.
+    write_series(tmp_path / "rescale", axial_positions([0.0, 5.0]), per_slice=lambda k, ds: (
+        _strip("Modality")(k, ds), setattr(ds, "SOPClassUID", secondary_capture)))
+    (info,), _ = find_series(tmp_path / "rescale")
+    assert info.modality_source == "its rescale tags (RescaleSlope, RescaleIntercept)"
+
+
+def test_values_in_hu_with_padding_are_ct_evidence(tmp_path):
+    # Like lungmask's files, but without even the SOP class: stored values are HU, padding -2048.
+    secondary_capture = "1.2.840.10008.5.1.4.1.1.7"
+    tissue = hu(_original_pixels())
+
+    def hu_stored(k, ds):
+        not_ct = _strip("Modality", "RescaleSlope", "RescaleIntercept", "PixelPaddingValue")
+        not_ct(k, ds)
+        ds.SOPClassUID = secondary_capture
+        ds.file_meta.MediaStorageSOPClassUID = secondary_capture
+        pixels = tissue.copy()
+        pixels[:10] = -2048
+        ds.PixelData = pixels.astype(np.int16).tobytes()
+
+    write_series(tmp_path, axial_positions([0.0, 5.0]), per_slice=hu_stored)
+    for path in sorted(tmp_path.iterdir()):  # write_series rewrote PixelData: put the HU back
+        ds = pydicom.dcmread(path)
+        pixels = tissue.copy()
+        pixels[:10] = -2048
+        ds.PixelData = pixels.astype(np.int16).tobytes()
+        ds.save_as(path)
+    (info,), _ = find_series(tmp_path)
+    assert info.modality_source == "its values (HU range with padding -2048)"
+    volume = read_series(info)
+    assert (volume.array[:, :10] == -2048).all()
+    np.testing.assert_array_equal(volume.array[:, 10:], np.stack([tissue[10:]] * 2))
+
+
+def test_acquisition_facts_reach_the_nrrd_header(real_data, tmp_path):
+    folder = real_data("totalseg/example_ct_dicom")
+    report = ingest(folder, tmp_path / "out")
+    header = read_header(report.written[0])
+    ds = pydicom.dcmread(next(folder.iterdir()), stop_before_pixels=True)
+    assert header["radiolab_manufacturer"] == ds.Manufacturer == "SIEMENS"
+    assert header["radiolab_model"] == ds.ManufacturerModelName
+    assert header["radiolab_kernel"] == " ".join(ds.ConvolutionKernel) == "Br38f 3"
+    assert header["radiolab_kvp"] == str(ds.KVP)
+    assert header["radiolab_slice_thickness_mm"] == str(ds.SliceThickness)
+    assert header["radiolab_contrast_agent"] == ds.ContrastBolusAgent == "APPLIED"
