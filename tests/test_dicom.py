@@ -284,7 +284,7 @@ def test_missing_slice_is_refused_unless_gaps_are_allowed(tmp_path, capsys):
     assert "gap of 10.0 mm" in capsys.readouterr().err
 
     volume = read_series_folder(tmp_path / "dicom", allow_gaps=True)
-    # Steps 5, 5, 10, 5 mm: output step max(5, 25 / 9) = 5 mm, slices at 0..25 mm.
+    # Steps 5, 5, 10, 5 mm: ceil(25 / 5) + 1 = 6 slices at 5 mm, 0..25 mm.
     assert volume.array.shape == (6, 128, 128)
     assert volume.geometry.spacing[0] == pytest.approx(5.0)
     assert volume.geometry.origin[2] == pytest.approx(0.0)
@@ -304,15 +304,15 @@ def test_uneven_spacing_is_resampled_linearly_in_z(tmp_path):
     zs = np.array([0.0, 5.0, 10.0, 12.0, 17.0])  # one short step: uneven, no gap
     raw = write_series(tmp_path, axial_positions(zs))
     volume = read_series_folder(tmp_path)
-    # Step max(smallest 2 mm, 17 / (2 * 5 - 1)) = 2 mm: slices at 0, 2, ..., 16 mm.
-    assert volume.array.shape == (9, 128, 128)
-    assert volume.geometry.spacing[0] == pytest.approx(2.0)
+    # ceil(17 mm / smallest step 2 mm) + 1 = 10 slices spanning 0..17 mm: step 17 / 9 mm.
+    assert volume.array.shape == (10, 128, 128)
+    assert volume.geometry.spacing[0] == pytest.approx(17 / 9)
     stack = np.stack([hu(r) for r in raw]).astype(float)
     expected = np.stack([np.rint(np.apply_along_axis(lambda v: np.interp(z, zs, v), 0, stack))
-                         for z in np.arange(9) * 2.0])
+                         for z in np.linspace(0.0, 17.0, 10)])
     np.testing.assert_array_equal(volume.array, expected.astype(np.int16))
     (note,) = volume.meta["warnings"]
-    assert note == ("uneven slice spacing (steps 2.0, 5.0 mm): resampled to 9 slices at 2.0 mm "
+    assert note == ("uneven slice spacing (steps 2.0, 5.0 mm): resampled to 10 slices at 1.889 mm "
                     "with linear interpolation along the slice normal")
 
 

@@ -85,3 +85,28 @@ def test_tilted_uneven_ge_series_matches_dcm2niix_tilt_corrected_volume(real_dat
     # Both equalise to twice the slice count over the same extent.
     assert mine.GetSize()[2] == ref.GetSize()[2]
     assert mine.GetSpacing()[2] == pytest.approx(ref.GetSpacing()[2], abs=0.01)
+
+
+REAL_SERIES = ["totalseg/example_ct_dicom", "lungmask/lungmask", "dcm_qa_ct/GE", "cip/simple_dicom", "dcmqi/ct-3slice"]
+
+
+def test_segment_reads_every_real_series_folder(real_data, tmp_path):
+    """Each folder is read by `radiolab segment` directly; scans without lungs end per scan."""
+    import csv
+
+    from radiolab.cli import main
+
+    folders = [str(real_data(name)) for name in REAL_SERIES]
+    out = tmp_path / "out"
+    main(["segment", "--in", *folders, "--out", str(out), "--model", "zaffino2021", "--quiet"])
+    with open(out / "errors.csv", newline="") as handle:
+        errors = list(csv.DictReader(handle))
+    with open(out / "summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(errors) + len(rows) == len(REAL_SERIES)  # one outcome per folder, none lost
+    for error in errors:
+        # Reading succeeded: any failure is the lung mask's, never the DICOM reader's.
+        assert error["stage"] == "lung_mask" and "no lung found" in error["message"], error
+    failed = {os.path.basename(e["message"].split(":")[0]) for e in errors}
+    # The head, the abdomen and the 2-slice abdomen hold no lung.
+    assert {"GE", "example_ct_dicom", "simple_dicom"} <= failed

@@ -198,9 +198,9 @@ def plan_grid(positions: np.ndarray, row: np.ndarray, col: np.ndarray, pixel_spa
     -------
     GridPlan
         Even stacks keep their slices (step = the mean step). Uneven stacks get
-        ``step = max(smallest step, extent / (MAX_SLICE_FACTOR * n - 1))`` so the
-        output holds at most twice as many slices (dcm2niix's equalisation gives the
-        same on a 2x cap). Tilted stacks are shifted in-plane onto an orthogonal grid
+        ``count = min(ceil(extent / smallest step) + 1, MAX_SLICE_FACTOR * n)`` slices
+        spanning the extent exactly (``step = extent / (count - 1)``), so at most twice
+        as many slices as the input (dcm2niix's equalisation has the same 2x cap). Tilted stacks are shifted in-plane onto an orthogonal grid
         whose rows and columns grow to hold every shifted slice.
 
     Raises
@@ -232,9 +232,12 @@ def plan_grid(positions: np.ndarray, row: np.ndarray, col: np.ndarray, pixel_spa
     n = len(heights)
     extent = float(heights[-1] - heights[0])
     if uneven:
-        step = max(float(steps.min()), extent / (MAX_SLICE_FACTOR * n - 1))
-        count = int(np.floor(extent / step + 1e-6)) + 1
+        # As fine as the smallest step, at most MAX_SLICE_FACTOR times the slices, and
+        # spanning the whole extent so that no end slab is lost.
+        count = min(int(np.ceil(extent / float(steps.min()) - 1e-6)) + 1, MAX_SLICE_FACTOR * n)
+        step = extent / (count - 1)
         target = np.arange(count) * step
+        target[-1] = extent
         distinct = sorted({round(float(s), 3) for s in steps})
         shown = ", ".join(mm(s) for s in distinct[:6]) + (", ..." if len(distinct) > 6 else "")
         notes.append(f"uneven slice spacing (steps {shown} mm): resampled to {count} slices at "
