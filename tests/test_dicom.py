@@ -645,3 +645,21 @@ def test_acquisition_facts_reach_the_nrrd_header(real_data, tmp_path):
     assert header["radiolab_kvp"] == str(ds.KVP)
     assert header["radiolab_slice_thickness_mm"] == str(ds.SliceThickness)
     assert header["radiolab_contrast_agent"] == ds.ContrastBolusAgent == "APPLIED"
+
+
+def test_segment_takes_allow_gaps_and_assume_ct(tmp_path):
+    from radiolab.segment import find_inputs
+
+    write_series(tmp_path / "gap", axial_positions([0.0, 5.0, 10.0, 20.0, 25.0]))
+    write_series(tmp_path / "bare", axial_positions([0.0, 5.0]), per_slice=lambda k, ds: (
+        _strip("Modality", "RescaleSlope", "RescaleIntercept")(k, ds),
+        setattr(ds, "SOPClassUID", "1.2.840.10008.5.1.4.1.1.7")))
+    (gap,), _ = find_inputs([str(tmp_path / "gap")])
+    with pytest.raises(InputError, match="gap of 10.0 mm"):
+        gap.read()
+    (gap,), _ = find_inputs([str(tmp_path / "gap")], allow_gaps=True)
+    assert gap.read().array.shape[0] == 6
+    with pytest.raises(InputError, match="no Modality tag and nothing shows CT"):
+        find_inputs([str(tmp_path / "bare")])
+    (bare,), _ = find_inputs([str(tmp_path / "bare")], assume_ct=True)
+    assert bare.read().meta["modality_source"] == "assumed (--assume-ct)"
