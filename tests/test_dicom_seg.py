@@ -114,3 +114,14 @@ def test_segment_notes_a_refused_seg_per_scan(tmp_path, capsys):
     (row,) = _rows(out / "summary.csv")
     assert row["dicom_seg"] == "not written: the input is not a DICOM series read directly"
     assert not list(out.glob("*.seg.dcm"))
+
+
+def test_missing_highdicom_is_a_clear_error(phantom_series, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "highdicom", None)  # makes `import highdicom` fail
+    status = main(["segment", "--in", str(phantom_series), "--out", str(tmp_path / "out"), "--model",
+                   "zaffino2021", "--dicom-seg", "--quiet"])
+    assert status == 2
+    assert "--dicom-seg) needs highdicom: pip install highdicom" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

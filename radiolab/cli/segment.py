@@ -134,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             parse_shard(args.shard)
         config = config_from_args(args)
         config.lung_settings()
+        if config.dicom_seg:
+            from radiolab.dicom.seg import require_highdicom
+
+            require_highdicom()
         scans, skipped = find_inputs(args.inputs, assume_ct=args.assume_ct, allow_gaps=args.allow_gaps)
         for path, reason in skipped:
             print(f"skipped {path}: {reason}", file=sys.stderr)

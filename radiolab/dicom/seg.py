@@ -36,7 +36,7 @@ import numpy as np
 
 from radiolab import __version__
 from radiolab.dicom.discovery import SeriesInfo, dcmread
-from radiolab.errors import InputError
+from radiolab.errors import InputError, RadiolabError
 from radiolab.io import LUNG_SEGMENTS, TISSUE_SEGMENTS, atomic_path
 
 # UIDs a SEG needs from every source instance.
@@ -70,6 +70,15 @@ def _srgb_to_cielab(rgb: tuple[float, float, float]) -> tuple[float, float, floa
     return float(116 * f[1] - 16), float(500 * (f[0] - f[1])), float(200 * (f[1] - f[2]))
 
 
+def require_highdicom() -> None:
+    """Raise a RadiolabError saying how to install highdicom if it is missing."""
+    try:
+        import highdicom  # noqa: F401
+    except ImportError:
+        raise RadiolabError("DICOM SEG output (--dicom-seg) needs highdicom: pip install highdicom "
+                            "(or the radiolab[dicom] extra)") from None
+
+
 def sorted_sources(info: SeriesInfo) -> list[Any]:
     """The series' datasets (with pixels) in the volume's slice order (along the normal)."""
     datasets = []
@@ -91,15 +100,13 @@ def seg_refusal(info: SeriesInfo | None, *, resampled: bool) -> str | None:
         return "the input is not a DICOM series read directly"
     if resampled:
         return "the series was resampled onto a regular grid (tilt or uneven spacing), so its voxels are not the source's"
-    missing = []
-    for keyword in REQUIRED_UIDS:
-        count = 0
-        for path in info.files:
-            ds = dcmread(path, stop_before_pixels=True)
+    counts = dict.fromkeys(REQUIRED_UIDS, 0)
+    for path in info.files:
+        ds = dcmread(path, stop_before_pixels=True)
+        for keyword in REQUIRED_UIDS:
             if not str(ds.get(keyword) or "").strip():
-                count += 1
-        if count:
-            missing.append(f"{keyword} ({count} of {len(info.files)} files)")
+                counts[keyword] += 1
+    missing = [f"{keyword} ({count} of {len(info.files)} files)" for keyword, count in counts.items() if count]
     if missing:
         return "the source lacks UIDs a SEG must reference: " + ", ".join(missing)
     return None
@@ -125,6 +132,7 @@ def write_dicom_seg(path: str | os.PathLike[str], info: SeriesInfo, labels: np.n
         Naming the series' folder, if :func:`seg_refusal` gives a reason, or if the
         arrays do not match the source's slices.
     """
+    require_highdicom()
     import highdicom as hd
     from highdicom.color import CIELabColor
 
