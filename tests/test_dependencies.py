@@ -67,4 +67,5 @@ def test_extras_are_split_by_need():
     assert extras["torch"] == {"torch", "monai"}
     assert "pyradiomics==3.0.1" in project["optional-dependencies"]["radiomics"]
     assert extras["report"] == {"jinja2"}
-    assert project["optional-dependencies"]["all"] == ["radiolab[dask,torch,radiomics,report]"]
+    assert extras["dicom"] == {"highdicom"}
+    assert project["optional-dependencies"]["all"] == ["radiolab[dask,torch,radiomics,report,dicom]"]
