@@ -240,7 +240,9 @@ def anatomical_phantom(
         smaller near the target, which is reached within a few voxels.
     consolidation_ml, ggo_ml : sequence of float
         Volume of each subpleural consolidation (up to about +100 HU) or ground-glass
-        lesion, in mL, grown from the costal pleura of the lower posterior lungs.
+        lesion, in mL, grown from the costal pleura of the lower posterior lungs,
+        alternately right and left. A lesion is smaller when its lung part in the field
+        of view is, and left out without lung; ``info`` holds the achieved volumes.
     stomach_gas_ml : float
         Volume of the stomach gas bubble, in mL (0: none).
     colon_gas_ml : sequence of float
@@ -382,8 +384,11 @@ def anatomical_phantom(
     seeds = _lesion_seeds(lungs, grid, y)
     for index, volume_ml in enumerate(list(consolidation_ml) + list(ggo_ml)):
         is_consolidation = index < len(consolidation_ml)
-        side = ("right", "left")[index % 2]
-        candidates = np.flatnonzero(seeds[side] & lesion_region & ~consolidation & ~ggo)
+        # Alternate sides; a side the field of view misses gives its turn to the other.
+        for side in (("right", "left") if index % 2 == 0 else ("left", "right")):
+            candidates = np.flatnonzero(seeds[side] & lesion_region & ~consolidation & ~ggo)
+            if candidates.size:
+                break
         if candidates.size == 0 or volume_ml <= 0:
             continue
         seed_index = np.unravel_index(int(candidates[rng.integers(candidates.size)]), shape)
@@ -453,7 +458,7 @@ def anatomical_phantom(
     }
     lung_voxels = max(int(lung.sum()), 1)
     info = {
-        "lung_ml": lung_voxels * voxel_ml,
+        "lung_ml": float(lung.sum()) * voxel_ml,
         "laa950": float((volume[lung] < -950).sum()) / lung_voxels,
         "stomach_gas_ml": float(stomach.sum()) * voxel_ml,
         "colon_gas_ml": float(colon.sum()) * voxel_ml,
