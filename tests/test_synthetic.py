@@ -312,3 +312,14 @@ def test_thin_slabs_keep_every_truth(z_range):
     assert not (ndimage.binary_dilation(phantom.truth["right_lung"], CUBE) & phantom.truth["left_lung"]).any()
     assert -900 < np.median(phantom.volume[lung]) < -780
     assert phantom.truth["trachea"].any(axis=(1, 2)).all()  # above the carina (z = 150 mm)
+
+
+def test_lesions_of_a_lung_outside_the_field_of_view_go_to_the_other():
+    # Only the patient's right side (x < -30 mm) is in the field of view.
+    phantom = anatomical_phantom(_iso(3.0), region_mm=((0.0, 200.0), (-180.0, 180.0), (-180.0, -30.0)),
+                                 consolidation_ml=(50.0, 50.0), seed=0)
+    assert not phantom.truth["left_lung"].any()
+    consolidation = phantom.truth["consolidation"]
+    assert abs(consolidation.sum() * 0.027 - 100.0) <= 2 * 0.027
+    assert not (consolidation & ~phantom.truth["right_lung"]).any()
+    assert phantom.truth["lung"][:, :, -1].any()  # the field of view cuts the lung
