@@ -215,6 +215,7 @@ def test_whole_anatomical_phantom_truths_are_consistent():
     assert x_mm[np.nonzero(right)[2]].mean() < 0 < x_mm[np.nonzero(left)[2]].mean()
     for lung in (right, left):
         assert 1500 < lung.sum() * phantom.geometry.voxel_volume_ml < 3000  # mL, adult lungs
+        assert ndimage.label(lung, FACES)[1] == 1  # one piece each
     for name in ("mediastinum", "airways", "gut_gas", "padding", "outside_air"):
         assert not (truth[name] & truth["lung"]).any(), name
     for name in ("vessels", "emphysema", "consolidation", "ggo"):
@@ -323,3 +324,19 @@ def test_lesions_of_a_lung_outside_the_field_of_view_go_to_the_other():
     assert abs(consolidation.sum() * 0.027 - 100.0) <= 2 * 0.027
     assert not (consolidation & ~phantom.truth["right_lung"]).any()
     assert phantom.truth["lung"][:, :, -1].any()  # the field of view cuts the lung
+
+
+@pytest.mark.parametrize("spacing, width", [(0.7, 2.0), (1.5, 3.0), (3.0, 3.0), (3.0, 6.0)])
+def test_posterior_junction_line_on_request(spacing, width):
+    region = ((150.0, 215.0), (15.0, 50.0), (-40.0, 40.0))
+    plain = anatomical_phantom(_iso(spacing), region_mm=region, seed=0)
+    assert not plain.truth["posterior_junction"].any()
+    phantom = anatomical_phantom(_iso(spacing), posterior_junction_mm=width, region_mm=region, seed=0)
+    right, left, line = phantom.truth["right_lung"], phantom.truth["left_lung"], phantom.truth["posterior_junction"]
+    assert line.any() and not (line & ~phantom.truth["mediastinum"]).any()
+    assert not (ndimage.binary_dilation(right, CUBE) & left).any()
+    nearest = ndimage.distance_transform_edt(~right, sampling=_iso(spacing))[left].min()
+    assert width - spacing - 1e-6 < nearest - spacing <= width + spacing + 1e-6
+    # Behind the oesophagus (centre y = 28 mm) and in front of the vertebral bodies (y >= 38 mm).
+    y_mm = _axes_mm(phantom)[1]
+    assert (y_mm[np.nonzero(line)[1]] > 20.0).all() and (y_mm[np.nonzero(line)[1]] < 45.0).all()

@@ -9,7 +9,8 @@ region only (``region_mm``) to keep fine grids small. It holds:
   outside it, and a table;
 - a body with subcutaneous fat, chest-wall muscle, ribs, sternum and spine;
 - two lungs whose anterior parts meet in front of the mediastinum at an anterior
-  junction line of ``junction_mm``; a heart, aorta and oesophagus between them;
+  junction line of ``junction_mm`` (optionally also behind the oesophagus, at a
+  posterior junction line); a heart, aorta and oesophagus between them;
 - a trachea and main bronchi (air with a soft-tissue wall) joined to the lungs;
 - parenchyma of -850 HU mean with a gravity gradient and texture, and vessel trees;
 - optional emphysema at a given LAA-950, and subpleural consolidation or ground glass
@@ -34,8 +35,9 @@ to a structure when its centre lies inside it):
     voxel). Partial volume can put rim voxels below -155 HU (at 0.9 mm voxels about
     18 mL of them against mediastinal fat), never core ones: a mask may touch the rim,
     it must not enter the core.
-``junction``
-    The part of ``mediastinum`` forming the anterior junction line.
+``junction``, ``posterior_junction``
+    The parts of ``mediastinum`` forming the anterior and the posterior junction
+    lines (the latter empty unless ``posterior_junction_mm`` is given).
 ``stomach_gas``, ``colon_gas``, ``gut_gas``
     Gas below the diaphragm (``gut_gas`` is their union).
 ``vessels``, ``emphysema``, ``consolidation``, ``ggo``
@@ -96,6 +98,11 @@ LUNG_SPECS = {
 # Anterior parts of the lungs reaching the midline above the heart.
 ANTERIOR_LOBE = dict(centre=(30.0, -55.0, 125.0), semi=(35.0, 28.0, 58.0))
 ANTERIOR_LIMIT_Y = -35.0  # in front of this the lungs may meet at the junction line
+# Above the aortic arch the lungs may also meet behind the oesophagus, in front of the
+# vertebral bodies: lobes of the lungs (centre, semi-axes: x, y, z) and the box (y, z)
+# where they may reach the midline.
+POSTERIOR_LOBE = dict(centre=(30.0, 36.0, 182.0), semi=(34.0, 6.0, 24.0))
+POSTERIOR_JUNCTION_BOX = ((28.0, 45.0), (156.0, 210.0))
 POSTERIOR_MEDIASTINUM_HALF_WIDTH = 22.0
 CENTRAL_TENDON_Z = -5.0
 HEART = dict(centre=(15.0, -20.0, 50.0), semi=(68.0, 55.0, 58.0))
@@ -179,7 +186,7 @@ def _diaphragm(y, x):
     return np.maximum(np.maximum(_dome(y, x, "right"), _dome(y, x, "left")), CENTRAL_TENDON_Z)
 
 
-def _lung_shape(z, y, x, side: str, junction_mm: float):
+def _lung_shape(z, y, x, side: str, junction_mm: float, posterior_junction_mm: float | None):
     """Voxels of one lung (before carving out the mediastinal organs)."""
     spec = LUNG_SPECS[side]
     sign = -1.0 if side == "right" else 1.0
@@ -190,6 +197,14 @@ def _lung_shape(z, y, x, side: str, junction_mm: float):
     inside &= _ellipse(y, x, CAVITY_SEMI)
     # The lungs meet at the junction line in front, stay apart behind (mediastinum).
     medial = np.where(y < ANTERIOR_LIMIT_Y, junction_mm / 2.0, POSTERIOR_MEDIASTINUM_HALF_WIDTH)
+    if posterior_junction_mm is not None:
+        lobe = POSTERIOR_LOBE
+        posterior = _ellipsoid(z, y, x, (sign * lobe["centre"][0], lobe["centre"][1], lobe["centre"][2]),
+                               lobe["semi"]) & (z > _dome(y, x, side))
+        (y0, y1), (z0, z1) = POSTERIOR_JUNCTION_BOX
+        in_box = (y >= y0) & (y <= y1) & (z >= z0) & (z <= z1)
+        inside |= posterior
+        medial = np.where(in_box, posterior_junction_mm / 2.0, medial)
     inside &= sign * x > medial
     return inside
 
@@ -209,6 +224,7 @@ def anatomical_phantom(
     *,
     region_mm: Sequence[tuple[float, float]] | None = None,
     junction_mm: float | None = None,
+    posterior_junction_mm: float | None = None,
     emphysema_laa: float = 0.0,
     consolidation_ml: Sequence[float] = (),
     ggo_ml: Sequence[float] = (),
@@ -235,6 +251,10 @@ def anatomical_phantom(
         or the in-plane voxel size where larger, so that at least one voxel of
         mediastinum separates the lungs on the grid. Narrower than a voxel, the lungs
         may touch on the grid (as in real scans), and the truths say so.
+    posterior_junction_mm : float, optional
+        Width of a posterior junction line, in mm: the lungs then also meet above the
+        aortic arch (z 156-210 mm), behind the oesophagus and in front of the spine,
+        over about 8 mm front to back. Default: none (the lungs stay 44 mm apart there).
     emphysema_laa : float
         Wanted LAA-950: fraction of lung voxels below -950 HU, in [0, 0.6]. Blobs get
         smaller near the target, which is reached within a few voxels.
@@ -275,8 +295,8 @@ def anatomical_phantom(
         raise ValueError(f"emphysema_laa must lie in [0, 0.6], got {emphysema_laa}")
     if junction_mm is None:
         junction_mm = max(3.0, float(spacing[1]), float(spacing[2]))
-    if junction_mm <= 0:
-        raise ValueError(f"junction_mm must be positive, got {junction_mm}")
+    if junction_mm <= 0 or (posterior_junction_mm is not None and posterior_junction_mm <= 0):
+        raise ValueError(f"junction widths must be positive, got {junction_mm} and {posterior_junction_mm}")
     rng = np.random.default_rng(seed)
     grid = _Grid(DEFAULT_REGION_MM if region_mm is None else region_mm, spacing)
     shape = grid.shape
@@ -318,9 +338,14 @@ def anatomical_phantom(
     hu[np.broadcast_to((x**2 + (y - 62.0) ** 2 <= 24.0**2) & (x**2 + (y - 62.0) ** 2 > 20.0**2), shape)] = BONE_HU
     hu[np.broadcast_to(x**2 + (y - 96.0) ** 2 <= 8.0**2, shape)] = CSF_HU
 
-    lungs = {side: _lung_shape(z, y, x, side, junction_mm) & ~organs for side in ("right", "left")}
-    # The gap between the lungs at the junction line is pleura and a little fat.
+    lungs = {side: _largest_piece(_lung_shape(z, y, x, side, junction_mm, posterior_junction_mm) & ~organs)
+             for side in ("right", "left")}
+    # The gap between the lungs at a junction line is pleura and a little fat.
     junction_band = (np.abs(x) <= junction_mm / 2.0 + 1.0) & (y < ANTERIOR_LIMIT_Y) & cavity
+    if posterior_junction_mm is not None:
+        (y0, y1), (z0, z1) = POSTERIOR_JUNCTION_BOX
+        junction_band = junction_band | ((np.abs(x) <= posterior_junction_mm / 2.0 + 1.0)
+                                         & (y >= y0) & (y <= y1) & (z >= z0) & (z <= z1))
     hu[junction_band & ~organs] = JUNCTION_HU
 
     # Airways: trachea from the top of the field to the carina, main bronchi into the lungs.
@@ -446,12 +471,19 @@ def anatomical_phantom(
     # The junction line: anterior rows where both lungs reach the line (within one voxel).
     thin = gap_voxels * grid.spacing[2] <= junction_mm + grid.spacing[2]
     junction = mediastinum & np.broadcast_to(y < ANTERIOR_LIMIT_Y, shape) & thin[:, :, None]
+    posterior_junction = np.zeros(shape, dtype=bool)
+    if posterior_junction_mm is not None:
+        (y0, y1), (z0, z1) = POSTERIOR_JUNCTION_BOX
+        thin_back = gap_voxels * grid.spacing[2] <= posterior_junction_mm + grid.spacing[2]
+        posterior_junction = (mediastinum & np.broadcast_to((y >= y0) & (y <= y1) & (z >= z0) & (z <= z1), shape)
+                              & thin_back[:, :, None])
     mediastinum_core = mediastinum & ~ndimage.binary_dilation(lung_any, np.ones((3, 3, 3), dtype=bool))
     outside_air = ~body & ~np.asarray(table) & ~padding
     truth = {
         "lung": lung, "right_lung": lungs["right"], "left_lung": lungs["left"],
         "airways": airways, "trachea": trachea, "mediastinum": mediastinum,
         "mediastinum_core": mediastinum_core, "junction": junction,
+        "posterior_junction": posterior_junction,
         "stomach_gas": stomach, "colon_gas": colon, "gut_gas": gut_gas,
         "vessels": vessels, "emphysema": emphysema, "consolidation": consolidation, "ggo": ggo,
         "body": body, "outside_air": outside_air, "padding": np.array(padding),
@@ -465,6 +497,7 @@ def anatomical_phantom(
         "consolidation_ml": float(consolidation.sum()) * voxel_ml,
         "ggo_ml": float(ggo.sum()) * voxel_ml,
         "junction_mm": float(junction_mm),
+        "posterior_junction_mm": None if posterior_junction_mm is None else float(posterior_junction_mm),
         "padding_hu": float(padding_hu),
     }
     # Origin: LPS (x, y, z) of the centre of voxel [0, 0, 0].
@@ -472,6 +505,26 @@ def anatomical_phantom(
     geometry = Geometry(spacing=tuple(float(s) for s in grid.spacing), origin=origin)
     return Phantom(volume=volume, geometry=geometry, truth=truth,
                    lesion_fraction=float((consolidation | ggo).sum()) / lung_voxels, info=info)
+
+
+def _largest_piece(mask: np.ndarray) -> np.ndarray:
+    """The largest 6-connected part of a mask, plus parts reaching the grid's faces (they
+    may join it outside the field of view): slivers the organs cut off on a coarse grid
+    are not lung."""
+    import cc3d
+
+    if not mask.any():
+        return mask
+    labels = cc3d.connected_components(mask, connectivity=6)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    keep = np.zeros(sizes.size, dtype=bool)
+    keep[int(np.argmax(sizes))] = True
+    for axis in range(3):
+        for end in (0, -1):
+            keep[np.unique(np.take(labels, end, axis=axis))] = True
+    keep[0] = False
+    return keep[labels]
 
 
 def _box_of(mask):
