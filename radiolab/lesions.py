@@ -79,8 +79,9 @@ def costal_pleura(lung: np.ndarray, spacing, direction=None) -> np.ndarray:
     """Pleural surface voxels on the chest-wall side of each lung (lateral halves).
 
     Left and right are patient left/right (LPS x, from ``direction``), split at the
-    midline of the mask; a voxel is costal when it lies farther from the midline than
-    its side's centroid.
+    middle of the mask's left-right extent; a voxel is costal when it lies farther from
+    that midline than its side's centroid. The mask should hold both lungs: with one
+    lung only, its medial half is taken for the other side.
 
     Parameters
     ----------
