@@ -14,9 +14,10 @@ def test_density_indices_thresholds_are_strict():
                       dtype=np.int16).reshape(1, 3, 4)
     mask = np.ones(volume.shape, bool)
     row = density_indices(volume, mask)
-    assert row["LAA950_pct"] == pytest.approx(100 * 2 / 12)  # -1000, -951
-    assert row["HAA500_pct"] == pytest.approx(100 * 6 / 12)  # -499 .. 5000
-    assert row["HAA250_pct"] == pytest.approx(100 * 3 / 12)  # -249, 100, 5000
+    # 5000 HU lies outside CIP's -1024..1024 HU range: 11 voxels count.
+    assert row["LAA950_pct"] == pytest.approx(100 * 2 / 11)  # -1000, -951
+    assert row["HAA500_pct"] == pytest.approx(100 * 5 / 11)  # -499 .. 100
+    assert row["HAA250_pct"] == pytest.approx(100 * 2 / 11)  # -249, 100
     mask[0, 0, :2] = False  # drop -1000 and -951
     assert density_indices(volume, mask)["LAA950_pct"] == 0.0
     assert density_indices(volume, np.zeros_like(mask)) == {"LAA950_pct": 0.0, "HAA500_pct": 0.0,

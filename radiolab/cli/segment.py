@@ -34,6 +34,7 @@ def _get_parser() -> argparse.ArgumentParser:
                         help="override the minimum island: mL (default) or voxels (zaffino2021)")
     parser.add_argument("--closing-radii", type=float, nargs="+",
                         help="override the closing ball radii: mm (default) or voxels (zaffino2021)")
+    add_mask_arguments(parser)
     parser.add_argument("--backend", default="fast", choices=BACKENDS,
                         help="'fast' (default) or 'reference' (the paper's library calls, slow)")
     add_backend_arguments(parser)
@@ -44,6 +45,18 @@ def _get_parser() -> argparse.ArgumentParser:
                         help="also write <id>_qc.png images and the automatic flags (as `radiolab qc`)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summary table")
     return parser
+
+
+def add_mask_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--lung-masks`` and ``--mask-format`` (shared with features, qc and report)."""
+    from radiolab.external_masks import MASK_FORMATS
+
+    parser.add_argument("--lung-masks", metavar="DIR",
+                        help="use the lung masks in DIR instead of computing them: <id>.nrrd, <id>.nii.gz, "
+                             "<id>.nii, <id>.mha or a TotalSegmentator folder <id>/, matched exactly by scan id")
+    parser.add_argument("--mask-format", choices=MASK_FORMATS,
+                        help="convention of the --lung-masks (default: detect a TotalSegmentator folder or a "
+                             "CIP map, refuse anything ambiguous)")
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +96,19 @@ def config_from_args(args: argparse.Namespace):
         seed=args.seed, n_init=args.n_init, tol=args.tol, median_size=args.median_size,
         threshold_hu=args.threshold_hu, opening=args.opening, min_island=args.min_island,
         closing_radii=tuple(args.closing_radii) if args.closing_radii else None,
+        lung_masks=check_mask_folder(args.lung_masks), mask_format=args.mask_format,
     )
+
+
+def check_mask_folder(folder: str | None) -> str | None:
+    """The ``--lung-masks`` folder as given; an error naming it if it is not a folder."""
+    import os
+
+    from radiolab.errors import InputError
+
+    if folder is not None and not os.path.isdir(folder):
+        raise InputError(folder, "--lung-masks folder does not exist")
+    return folder
 
 
 def print_summary(report, out) -> None:
