@@ -1,0 +1,149 @@
+"""`radiolab segment --lung-masks`: external masks drive the run; phenotypes.csv and
+the zonal columns of summary.csv."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from radiolab.cli import segment as segment_cli
+from radiolab.io import read_header, read_volume, write_volume
+from radiolab.phenotypes import COLUMNS, REGIONS
+from radiolab.synthetic import chest_phantom
+from radiolab.zones import ZONE_NAMES
+
+SHAPE, SPACING = (36, 56, 56), (7.0, 5.0, 5.0)
+
+
+def _write_nifti_flipped(path, array, geometry):
+    """Store a mask as NIfTI with its y axis reversed (LAS), as dcm2niix/TotalSegmentator do."""
+    flipped = np.ascontiguousarray(array[:, ::-1, :])
+    image = sitk.GetImageFromArray(flipped)
+    image.SetSpacing(tuple(reversed(geometry.spacing)))
+    origin = np.asarray(geometry.origin) + np.array([0.0, (array.shape[1] - 1) * geometry.spacing[1], 0.0])
+    image.SetOrigin(tuple(origin))
+    image.SetDirection((1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0))
+    sitk.WriteImage(image, str(path), useCompression=True)
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """Three phantoms with their true lungs as lungmask R231 masks; one stored flipped."""
+    scans = tmp_path_factory.mktemp("scans")
+    masks = tmp_path_factory.mktemp("masks")
+    truths = {}
+    for index, fraction in enumerate((0.0, 0.15, 0.3)):
+        phantom = chest_phantom(SHAPE, SPACING, lesion_fraction=fraction, seed=20 + index)
+        scan_id = f"case_{index}"
+        write_volume(scans / f"{scan_id}.nrrd", phantom.volume, phantom.geometry)
+        lung = phantom.truth["lung"]
+        r231 = np.where(lung, np.where(np.arange(SHAPE[2]) < SHAPE[2] // 2, 1, 2)[None, None, :], 0).astype(np.uint8)
+        truths[scan_id] = r231
+        if index == 1:
+            _write_nifti_flipped(masks / f"{scan_id}.nii.gz", r231, phantom.geometry)
+        else:
+            write_volume(masks / f"{scan_id}.nrrd", r231, phantom.geometry)
+    return scans, masks, truths
+
+
+def _run(cohort, out, *extra):
+    scans, masks, _ = cohort
+    return segment_cli.main(["--in", str(scans), "--out", str(out), "--lung-masks", str(masks),
+                             "--mask-format", "lungmask", "--model", "zaffino2021", "--quiet", *extra])
+
+
+def _read(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_external_masks_drive_the_run(cohort, tmp_path):
+    out = tmp_path / "labels"
+    assert _run(cohort, out) == 0
+    _, masks, truths = cohort
+    for scan_id, r231 in truths.items():
+        np.testing.assert_array_equal(read_volume(out / f"{scan_id}_lung.nrrd").array > 0, r231 > 0)
+        labels = read_volume(out / f"{scan_id}_labels.nrrd").array
+        assert not labels[r231 == 0].any() and labels[r231 > 0].all()
+        header = read_header(out / f"{scan_id}_labels.nrrd")
+        assert header["radiolab_input_hash"]
+        lung_header = read_header(out / f"{scan_id}_lung.nrrd")
+        assert lung_header["radiolab_lung_mask_format"] == "lungmask"
+        assert len(lung_header["radiolab_lung_mask_hash"]) == 64
+        assert json.loads(lung_header["radiolab_lung_mask_files"])[0].startswith(str(masks))
+    summary = {row["id"]: row for row in _read(out / "summary.csv")}
+    phenotypes = _read(out / "phenotypes.csv")
+    assert list(phenotypes[0]) == list(COLUMNS)
+    for scan_id, r231 in truths.items():
+        rows = {r["region"]: r for r in phenotypes if r["id"] == scan_id}
+        assert list(rows) == list(REGIONS)
+        volume = read_volume(cohort[0] / f"{scan_id}.nrrd").array
+        # The external sides are used: right = R231 label 1.
+        right = volume[r231 == 1]
+        assert int(rows["right"]["voxels"]) == int(((right >= -1024) & (right <= 1024)).sum())
+        row = summary[scan_id]
+        for column in ("LAA950_pct", "HAA500_pct", "HAA250_pct"):
+            assert float(row[column]) == pytest.approx(float(rows["whole"][column]), rel=1e-5)
+        assert float(row["right_lung_volume_ml"]) == pytest.approx((r231 == 1).sum() * np.prod(SPACING) / 1000)
+        scores = [int(row[f"zone_score_{zone}"]) for zone in ZONE_NAMES]
+        assert int(row["zonal_severity"]) == sum(scores)
+    assert int(summary["case_0"]["zonal_severity"]) <= 6  # lesion-free
+    assert int(summary["case_2"]["zonal_severity"]) > int(summary["case_0"]["zonal_severity"])
+
+
+def test_rerun_skips_and_a_changed_mask_is_recomputed(cohort, tmp_path, capsys):
+    scans, masks, truths = cohort
+    out = tmp_path / "labels"
+    assert _run(cohort, out) == 0
+    before = (out / "case_2_labels.nrrd").stat().st_mtime_ns
+    segment_cli.main(["--in", str(scans), "--out", str(out), "--lung-masks", str(masks), "--mask-format",
+                      "lungmask", "--model", "zaffino2021"])
+    assert "0 scan(s) done, 3 skipped" in capsys.readouterr().out
+    changed = truths["case_2"].copy()
+    changed[np.nonzero(changed)[0][0]] = 0  # drop one slice of lung
+    geometry = read_volume(scans / "case_2.nrrd").geometry
+    moved = tmp_path / "masks"
+    moved.mkdir()
+    for entry in masks.iterdir():
+        (moved / entry.name).write_bytes(entry.read_bytes())
+    write_volume(moved / "case_2.nrrd", changed, geometry)
+    segment_cli.main(["--in", str(scans), "--out", str(out), "--lung-masks", str(moved), "--mask-format",
+                      "lungmask", "--model", "zaffino2021"])
+    assert "1 scan(s) done, 2 skipped" in capsys.readouterr().out
+    assert (out / "case_2_labels.nrrd").stat().st_mtime_ns != before
+
+
+def test_missing_or_misaligned_mask_fails_that_scan_only(cohort, tmp_path):
+    scans, masks, truths = cohort
+    bad = tmp_path / "masks"
+    bad.mkdir()
+    geometry = read_volume(scans / "case_0.nrrd").geometry
+    write_volume(bad / "case_0.nrrd", truths["case_0"], geometry)
+    shifted = type(geometry)(geometry.spacing, (geometry.origin[0] + 2.0, *geometry.origin[1:]), geometry.direction)
+    write_volume(bad / "case_1.nrrd", truths["case_1"], shifted)
+    # case_2 has no mask; case_20.nrrd must not be taken for it.
+    write_volume(bad / "case_20.nrrd", truths["case_2"], geometry)
+    out = tmp_path / "labels"
+    code = segment_cli.main(["--in", str(scans), "--out", str(out), "--lung-masks", str(bad), "--mask-format",
+                             "lungmask", "--model", "zaffino2021", "--quiet"])
+    assert code == 1
+    errors = {row["id"]: row["message"] for row in _read(out / "errors.csv")}
+    assert set(errors) == {"case_1", "case_2"}
+    assert "case_1.nrrd" in errors["case_1"] and str(scans / "case_1.nrrd") in errors["case_1"]
+    assert "resampl" in errors["case_1"]
+    assert "no mask for scan 'case_2'" in errors["case_2"]
+    assert [row["id"] for row in _read(out / "summary.csv")] == ["case_0"]
+
+
+def test_ambiguous_mask_without_format_is_a_per_scan_error(cohort, tmp_path):
+    scans, masks, _ = cohort
+    out = tmp_path / "labels"
+    code = segment_cli.main(["--in", str(scans), "--out", str(out), "--lung-masks", str(masks),
+                             "--model", "zaffino2021", "--quiet"])
+    assert code == 1
+    messages = [row["message"] for row in _read(out / "errors.csv")]
+    assert len(messages) == 3 and all("--mask-format" in m for m in messages)
