@@ -128,3 +128,41 @@ def test_empty_region_gets_empty_values_and_a_reason():
     assert left["voxels"] == 0 and left["skip_reason"]
     assert all(left[c] is None for c in ("volume_ml", "mean_hu", "median_hu", "LAA950_pct", "LI_pct"))
     assert rows["right"]["skip_reason"] == "" and rows["right"]["mean_hu"] is not None
+
+
+def test_real_scan_has_twelve_plausible_regions(real_data, tmp_path):
+    """CIP's TestInput.nrrd with radiolab's own lung mask and the published mixture."""
+    import csv
+
+    from radiolab.segment import SegmentConfig, find_inputs, segment_cohort
+
+    scans, _ = find_inputs(real_data("cip/TestInput.nrrd"))
+    report = segment_cohort(scans, tmp_path, SegmentConfig(model="zaffino2021"))
+    assert not report.errors
+    with open(tmp_path / "phenotypes.csv", newline="") as handle:
+        rows = {row["region"]: row for row in csv.DictReader(handle)}
+    assert list(rows) == list(REGIONS)
+    values = {region: {k: float(v) for k, v in row.items() if k not in ("id", "region", "skip_reason")}
+              for region, row in rows.items()}
+    whole = values["whole"]
+    assert 2000 < whole["volume_ml"] < 10000  # an adult chest (the mask holds the airways too)
+    for region, row in values.items():
+        assert rows[region]["skip_reason"] == ""
+        assert -1000 < row["mean_hu"] < -600 and 50 < row["sd_hu"] < 400, region
+        assert -1024 <= row["p10_hu"] <= row["p15_hu"] <= row["median_hu"] < -600, region
+        laa = [row[f"LAA{t}_pct"] for t in (950, 925, 910, 905, 900, 875, 856)]
+        haa = [row[f"HAA{t}_pct"] for t in (0, 250, 500, 600, 700)]
+        assert laa == sorted(laa) and haa == sorted(haa), region
+        # mass = sum of (HU + 1000) / 1000 g/mL x voxel volume = volume x (mean + 1000) / 1000
+        assert row["mass_g"] == pytest.approx(row["volume_ml"] * (row["mean_hu"] + 1000) / 1000, rel=1e-6)
+        assert row["skewness"] > 0 and row["kurtosis"] > 1, region
+    assert whole["voxels"] == values["right"]["voxels"] + values["left"]["voxels"]
+    assert whole["voxels"] == sum(values[t]["voxels"] for t in ("upper", "middle", "lower"))
+    for third in ("upper", "middle", "lower"):
+        assert values[third]["volume_ml"] == pytest.approx(whole["volume_ml"] / 3, rel=0.01)
+        assert values[third]["voxels"] == values[f"right_{third}"]["voxels"] + values[f"left_{third}"]["voxels"]
+    with open(tmp_path / "summary.csv", newline="") as handle:
+        summary = next(csv.DictReader(handle))
+    assert float(summary["LAA950_pct"]) == pytest.approx(whole["LAA950_pct"], rel=1e-5)
+    assert int(summary["zonal_severity"]) == sum(int(summary[f"zone_score_{s}_{t}"]) for s in ("right", "left")
+                                                 for t in ("upper", "middle", "lower"))
