@@ -180,16 +180,8 @@ def zone_scores(labels: np.ndarray, sides: np.ndarray, thirds: np.ndarray) -> di
     ValueError
         If the shapes differ.
     """
-    if not labels.shape == sides.shape == thirds.shape:
-        raise ValueError(f"labels {labels.shape}, sides {sides.shape} and thirds {thirds.shape} differ in shape")
-    zone = (sides.astype(np.int64) * 4 + thirds).ravel()
-    counts = np.bincount(zone * 8 + labels.ravel(), minlength=12 * 8)[: 12 * 8].reshape(12, 8)
-    row: dict[str, int | None] = {}
-    for name, side, third in ZONES:
-        tally = counts[side * 4 + third]
-        lung = int(tally[1:6].sum())
-        share = 100.0 * int(tally[list(LESION_LABELS)].sum()) / lung if lung else None
-        row[f"zone_score_{name}"] = _score(share)
+    table = zone_table(labels, sides, thirds)
+    row: dict[str, int | None] = {f"zone_score_{name}": table[name]["score"] for name in ZONE_NAMES}
     scored = [v for v in row.values() if v is not None]
     row["zonal_severity"] = int(sum(scored)) if scored else None
     return row
@@ -222,3 +214,32 @@ def lobar_severity(labels: np.ndarray, lobes: np.ndarray) -> dict[str, int | Non
     scored = [v for v in row.values() if v is not None]
     row["lobar_severity"] = int(sum(scored)) if scored else None
     return row
+
+
+def zone_table(labels: np.ndarray, sides: np.ndarray, thirds: np.ndarray) -> dict[str, dict[str, float | int | None]]:
+    """Per zone: lung involvement, lesion share and score, for pictures and tables.
+
+    Parameters
+    ----------
+    labels, sides, thirds : numpy.ndarray
+        As in `zone_scores`.
+
+    Returns
+    -------
+    dict
+        For each zone of `ZONE_NAMES`: ``LI_pct`` (GGO + consolidation + other dense, %
+        of the zone, the paper's LI), ``lesion_pct`` (GGO + consolidation, %) and
+        ``score`` (0-5 from ``lesion_pct``); None for a zone without lung voxels.
+    """
+    if not labels.shape == sides.shape == thirds.shape:
+        raise ValueError(f"labels {labels.shape}, sides {sides.shape} and thirds {thirds.shape} differ in shape")
+    zone = (sides.astype(np.int64) * 4 + thirds).ravel()
+    counts = np.bincount(zone * 8 + labels.ravel(), minlength=12 * 8)[: 12 * 8].reshape(12, 8)
+    table: dict[str, dict[str, float | int | None]] = {}
+    for name, side, third in ZONES:
+        tally = counts[side * 4 + third]
+        lung = int(tally[1:6].sum())
+        lesion = 100.0 * int(tally[list(LESION_LABELS)].sum()) / lung if lung else None
+        table[name] = {"LI_pct": 100.0 * int(tally[3:6].sum()) / lung if lung else None,
+                       "lesion_pct": lesion, "score": _score(lesion)}
+    return table

@@ -9,6 +9,7 @@ from pathlib import Path
 from radiolab.io import write_text_atomic
 from radiolab.mixture import CLASS_NAMES
 from radiolab.phenotypes import COLUMNS as PHENOTYPE_COLUMNS
+from radiolab.scoring import ZONAL_COLUMNS
 from radiolab.segment.records import output_paths
 
 SUMMARY_COLUMNS = (
@@ -22,7 +23,10 @@ def write_summary(out: Path, report) -> None:
     """Write ``summary.csv`` (one row per scan), ``phenotypes.csv`` (one row per scan and
     region, from the ``<id>_phenotypes.json`` records) and ``errors.csv`` (one row per failure)."""
     rows = sorted(report.rows, key=lambda r: r["id"])
-    columns = list(SUMMARY_COLUMNS) + sorted({k for r in rows for k in r} - set(SUMMARY_COLUMNS))
+    present = {k for r in rows for k in r}
+    # The zonal columns follow LI, in zone order; other columns after them, sorted.
+    zonal = [c for c in (*ZONAL_COLUMNS, "lobar_severity") if c in present]
+    columns = list(SUMMARY_COLUMNS) + zonal + sorted(present - set(SUMMARY_COLUMNS) - set(zonal))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
