@@ -147,3 +147,51 @@ def test_ambiguous_mask_without_format_is_a_per_scan_error(cohort, tmp_path):
     assert code == 1
     messages = [row["message"] for row in _read(out / "errors.csv")]
     assert len(messages) == 3 and all("--mask-format" in m for m in messages)
+
+
+@pytest.fixture(scope="module")
+def own_masks_run(cohort, tmp_path_factory):
+    """The cohort segmented with radiolab's own masks, and a folder of right-lung-only masks."""
+    scans, _, truths = cohort
+    out = tmp_path_factory.mktemp("own")
+    assert segment_cli.main(["--in", str(scans), "--out", str(out), "--model", "zaffino2021", "--quiet"]) == 0
+    right_only = tmp_path_factory.mktemp("right_only")
+    for scan_id, r231 in truths.items():
+        geometry = read_volume(scans / f"{scan_id}.nrrd").geometry
+        write_volume(right_only / f"{scan_id}.nrrd", np.where(r231 == 1, 1, 0).astype(np.uint8), geometry)
+    return scans, out, right_only
+
+
+def test_qc_with_lung_masks_draws_their_zones(own_masks_run):
+    from PIL import Image
+
+    from radiolab.cli import qc as qc_cli
+
+    scans, out, right_only = own_masks_run
+
+    def grey_cells():
+        pixels = np.asarray(Image.open(out / "case_1_qc.png").convert("RGB")).astype(int)
+        return int((np.abs(pixels - np.array([0x55, 0x55, 0x55])).sum(axis=-1) < 6).sum())
+
+    assert qc_cli.main([str(out), "--scans", str(scans)]) == 0
+    assert grey_cells() < 500  # both lungs have zones
+    assert qc_cli.main([str(out), "--scans", str(scans), "--lung-masks", str(right_only),
+                        "--mask-format", "lungmask"]) == 0
+    assert grey_cells() > 3 * 2000  # the three left zones hold no lung in these masks
+
+
+def test_features_with_lung_masks_measure_inside_them(own_masks_run, tmp_path):
+    pytest.importorskip("radiomics")
+    from radiolab.cli import features as features_cli
+
+    scans, out, right_only = own_masks_run
+    table = tmp_path / "features.csv"
+    assert features_cli.main(["--in", str(scans / "case_0.nrrd"), "--labels", str(out), "--out", str(table),
+                              "--regions", "lung", "--lung-masks", str(right_only), "--mask-format", "binary",
+                              "--quiet"]) == 0
+    row = _read(table)[0]
+    labels = read_volume(out / "case_0_labels.nrrd").array
+    right = read_volume(right_only / "case_0.nrrd").array > 0
+    assert int(row["voxels"]) == int(((labels > 0) & right).sum()) < int((labels > 0).sum())
+    provenance = json.loads((tmp_path / "features_provenance.json").read_text())
+    assert len(provenance["lung_mask_hashes"]["case_0"]) == 64

@@ -495,6 +495,8 @@ def write_report(
     jobs: int = 1,
     thumbnail_width: int = 720,
     title: str | None = None,
+    lung_masks: str | os.PathLike[str] | None = None,
+    mask_format: str | None = None,
 ) -> ReportResult:
     """Write the cohort report: one HTML file that needs nothing else to open.
 
@@ -520,6 +522,9 @@ def write_report(
         Width of the embedded QC thumbnails, in pixels (JPEG).
     title : str, optional
         Page title; the folder name by default.
+    lung_masks, mask_format : optional
+        External lung masks (`radiolab.external_masks`) for the QC images drawn here
+        and the computed flags.
 
     Returns
     -------
@@ -548,7 +553,8 @@ def write_report(
     _, errors = read_csv_rows(folder / "errors.csv")
 
     if scans is not None:
-        for image in write_qc_images(folder, scans, jobs=jobs, only_missing=True):
+        for image in write_qc_images(folder, scans, jobs=jobs, only_missing=True, lung_masks=lung_masks,
+                                     mask_format=mask_format):
             if image.error:
                 notes.append(f"QC image of {image.id} not drawn: {image.error}")
 
@@ -557,7 +563,8 @@ def write_report(
         _, flag_rows = read_csv_rows(flags_path)
         flags_source = "flags.csv (written by `radiolab qc`)"
     else:
-        flag_rows = [{"id": f.id, "flag": f.flag, "detail": f.detail} for f in compute_flags(folder, jobs=jobs)]
+        computed = compute_flags(folder, jobs=jobs, lung_masks=lung_masks, mask_format=mask_format)
+        flag_rows = [{"id": f.id, "flag": f.flag, "detail": f.detail} for f in computed]
         flags_source = "computed for this report with the default bounds (run `radiolab qc` to store them)"
     flag_codes: dict[str, list[str]] = {}
     for flag in flag_rows:

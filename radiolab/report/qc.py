@@ -371,7 +371,8 @@ def qc_path(labels_dir: str | os.PathLike[str], scan_id: str) -> Path:
 
 
 def write_qc_image(scan, labels_dir: str | os.PathLike[str], *, label_map: str = "labels",
-                   dpi: int = 100) -> Path:
+                   dpi: int = 100, lung_masks: str | os.PathLike[str] | None = None,
+                   mask_format: str | None = None) -> Path:
     """Read one scan and its outputs and write ``labels_dir/<id>_qc.png`` atomically.
 
     Parameters
@@ -386,6 +387,12 @@ def write_qc_image(scan, labels_dir: str | os.PathLike[str], *, label_map: str =
         always gives the voxel-wise figures of summary.csv.
     dpi : int
         Resolution of the PNG.
+    lung_masks : str or os.PathLike, optional
+        Folder of external lung masks (`radiolab.external_masks`): the contour and the
+        zones (with the mask's own sides and thirds where it has them) come from the
+        scan's mask there instead of ``<id>_lung.nrrd`` and the records.
+    mask_format : str, optional
+        Convention of ``lung_masks``.
 
     Returns
     -------
@@ -394,7 +401,8 @@ def write_qc_image(scan, labels_dir: str | os.PathLike[str], *, label_map: str =
     Raises
     ------
     InputError
-        If an output is missing or its shape differs from the scan's.
+        If an output is missing or its shape differs from the scan's, or the external
+        mask cannot be used (see `radiolab.external_masks.read_external_mask`).
     """
     from radiolab.errors import InputError
     from radiolab.io import atomic_path, read_volume
@@ -419,12 +427,20 @@ def write_qc_image(scan, labels_dir: str | os.PathLike[str], *, label_map: str =
         _check_shape(shown_path, shown.shape, volume.array.shape)
     mask_path = folder / f"{scan.id}_lung.nrrd"
     mask = None
-    if mask_path.exists():
-        mask = read_volume(mask_path).array.astype(bool)
-        _check_shape(mask_path, mask.shape, volume.array.shape)
-    zones = recorded_zones(folder, scan.id)
-    if zones is None:
-        zones = computed_zones(labels, mask if mask is not None else labels > 0, volume.geometry)
+    if lung_masks is not None:
+        from radiolab.external_masks import read_external_mask
+
+        external = read_external_mask(lung_masks, scan.id, volume.geometry, volume.array.shape,
+                                      mask_format=mask_format, scan_path=os.fspath(scan.path))
+        mask = external.mask
+        zones = computed_zones(labels, mask, volume.geometry, sides=external.sides, thirds=external.thirds)
+    else:
+        if mask_path.exists():
+            mask = read_volume(mask_path).array.astype(bool)
+            _check_shape(mask_path, mask.shape, volume.array.shape)
+        zones = recorded_zones(folder, scan.id)
+        if zones is None:
+            zones = computed_zones(labels, mask if mask is not None else labels > 0, volume.geometry)
     fig = qc_figure(volume.array, shown, volume.geometry.spacing, mask=mask,
                     direction=volume.geometry.direction, stats=stats, title=scan.id, dpi=dpi, zones=zones)
     png = figure_png(fig, dpi=dpi)
@@ -461,14 +477,20 @@ def recorded_zones(labels_dir: str | os.PathLike[str], scan_id: str) -> dict[str
     return table
 
 
-def computed_zones(labels: np.ndarray, mask: np.ndarray, geometry) -> dict[str, dict[str, Any]]:
-    """The zone table from the label map, with `split_sides` and `lung_thirds`."""
+def computed_zones(labels: np.ndarray, mask: np.ndarray, geometry, *, sides: np.ndarray | None = None,
+                   thirds: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
+    """The zone table of the labels inside ``mask``; sides default to `split_sides`,
+    thirds to `lung_thirds`."""
     from radiolab.sides import split_sides
     from radiolab.zones import lung_thirds, zone_table
 
-    sides = split_sides(mask, geometry.spacing, direction=geometry.direction)
-    thirds = lung_thirds(mask, direction=geometry.direction)
-    return zone_table(labels, sides, thirds)
+    if sides is None:
+        sides = split_sides(mask, geometry.spacing, direction=geometry.direction)
+    if thirds is None:
+        thirds = lung_thirds(mask, direction=geometry.direction)
+    inside = mask.astype(bool, copy=False)
+    return zone_table(np.where(inside, labels, 0).astype(np.uint8), np.where(inside, sides, 0).astype(np.uint8),
+                      np.where(inside, thirds, 0).astype(np.uint8))
 
 
 def _check_shape(path, shape, expected) -> None:
@@ -499,14 +521,16 @@ def resolve_scans(scans: Any) -> list:
 
 
 class _QCTask:
-    def __init__(self, labels_dir: str, label_map: str, dpi: int):
+    def __init__(self, labels_dir: str, label_map: str, dpi: int, lung_masks=None, mask_format=None):
         self.labels_dir, self.label_map, self.dpi = labels_dir, label_map, dpi
+        self.lung_masks, self.mask_format = lung_masks, mask_format
 
     def __call__(self, scan) -> QCImage:
         from radiolab.errors import RadiolabError
 
         try:
-            path = write_qc_image(scan, self.labels_dir, label_map=self.label_map, dpi=self.dpi)
+            path = write_qc_image(scan, self.labels_dir, label_map=self.label_map, dpi=self.dpi,
+                                  lung_masks=self.lung_masks, mask_format=self.mask_format)
         except (RadiolabError, ValueError, OSError, RuntimeError, MemoryError) as error:
             text = str(error) or type(error).__name__
             return QCImage(scan.id, None, text if os.fspath(scan.path) in text else f"{scan.path}: {text}")
@@ -521,6 +545,8 @@ def write_qc_images(
     label_map: str = "labels",
     dpi: int = 100,
     only_missing: bool = False,
+    lung_masks: str | os.PathLike[str] | None = None,
+    mask_format: str | None = None,
 ) -> list[QCImage]:
     """Write ``<id>_qc.png`` into ``labels_dir`` for every scan that has labels there.
 
@@ -541,6 +567,8 @@ def write_qc_images(
         Resolution of the PNGs.
     only_missing : bool
         Skip scans whose QC image already exists.
+    lung_masks, mask_format : optional
+        External lung masks (see `write_qc_image`).
 
     Returns
     -------
@@ -561,7 +589,8 @@ def write_qc_images(
     items = sorted(resolve_scans(scans), key=lambda s: s.id)
     if only_missing:
         items = [s for s in items if not qc_path(labels_dir, s.id).exists()]
-    task = _QCTask(os.fspath(labels_dir), label_map, dpi)
+    task = _QCTask(os.fspath(labels_dir), label_map, dpi,
+                   None if lung_masks is None else os.fspath(lung_masks), mask_format)
     if jobs == 1 or len(items) <= 1:
         return [task(scan) for scan in items]
     from joblib import Parallel, delayed
