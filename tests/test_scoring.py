@@ -94,3 +94,31 @@ def test_summary_row_empty_lung():
     assert row["right_lung_volume_ml"] == row["left_lung_volume_ml"] == 0.0
     assert row["sides_found"] == 0
     assert row["LAA950_pct"] == 0.0
+
+
+def test_scan_tables_take_external_sides_lobes_and_thirds():
+    from radiolab.scoring import scan_tables
+    from radiolab.stats import auto_score
+    from radiolab.zones import LOBE_NAMES
+
+    rng = np.random.default_rng(5)
+    shape = (9, 6, 10)
+    mask = np.ones(shape, bool)
+    mask[:, :, 0] = False
+    volume = rng.integers(-1000, 0, size=shape).astype(np.int16)
+    labels = np.where(mask, rng.choice([1, 2, 2, 2, 3, 4, 5], size=shape), 0).astype(np.uint8)
+    # Sides deliberately not by x: the external map is believed, not recomputed.
+    sides = np.where(np.arange(shape[1])[None, :, None] < 3, RIGHT, LEFT) * np.ones(shape, np.uint8)
+    lobes = rng.integers(1, 6, size=shape).astype(np.uint8)
+    thirds = np.select([np.arange(9) < 3, np.arange(9) < 6], [3, 2], 1)[:, None, None] * np.ones(shape, np.uint8)
+    row, phenotypes = scan_tables(labels, volume, mask, SPACING, sides=sides.astype(np.uint8), lobes=lobes,
+                                  thirds=thirds.astype(np.uint8))
+    assert row["right_lung_volume_ml"] == pytest.approx((mask & (sides == RIGHT)).sum() * np.prod(SPACING) / 1000)
+    assert [r["region"] for r in phenotypes][-5:] == list(LOBE_NAMES.values())
+    expected = 0
+    for code in LOBE_NAMES:
+        inside = labels[mask & (lobes == code)]
+        expected += int(auto_score(100 * np.isin(inside, [3, 4]).mean()))
+    assert row["lobar_severity"] == expected
+    right_upper = labels[mask & (sides == RIGHT) & (thirds == 1)]
+    assert row["zone_score_right_upper"] == int(auto_score(100 * np.isin(right_upper, [3, 4]).mean()))
