@@ -205,3 +205,45 @@ def test_content_hash_follows_the_voxels(tmp_path):
     lobes[3, 3, 3] = 0
     _write(tmp_path / "h.nrrd", lobes)
     assert mask_content_hash(tmp_path / "h.nrrd", "lungmask-lobes") != first
+
+
+# -- real masks made by other tools ---------------------------------------------------------
+
+def test_real_cip_lung_mask_gives_its_sides(real_data, tmp_path):
+    """CIP's deep-learning lung mask of COPDGene 16021S: region 2 right, 3 left."""
+    from radiolab.io import read_volume
+
+    ct = read_volume(real_data("cip/crop_ct_2slices.nrrd"))
+    (tmp_path / "crop_ct_2slices.nrrd").write_bytes(
+        real_data("cip/crop_ct_2slices_dcnnLungSegmentationLabelmap.nrrd").read_bytes())
+    with pytest.raises(InputError, match="--mask-format"):  # values 2 and 3 alone are ambiguous
+        read_external_mask(tmp_path, "crop_ct_2slices", ct.geometry, ct.array.shape)
+    masks = read_external_mask(tmp_path, "crop_ct_2slices", ct.geometry, ct.array.shape, mask_format="cip")
+    # The voxel counts published with the data (tests/data/README.md).
+    assert int((masks.sides == RIGHT).sum()) == 74_379
+    assert int((masks.sides == LEFT).sum()) == 76_219
+    # Patient right is at smaller LPS x: the lower x indices with this identity direction.
+    x = np.arange(ct.array.shape[2])
+    assert x[np.nonzero(masks.sides == RIGHT)[2]].mean() < x[np.nonzero(masks.sides == LEFT)[2]].mean()
+    assert -1000 < ct.array[masks.mask].mean() < -700  # lung parenchyma
+
+
+def test_real_totalseg_labels_stored_flipped_land_on_their_organs(real_data):
+    """TotalSegmentator's labels of its example series, stored LAS against the DICOM's LPS."""
+    from radiolab.external_masks import read_label_map
+
+    folder = real_data("totalseg/example_ct_dicom")
+    # The series has no SeriesInstanceUID; read the slices one by one, sorted by position.
+    slices = sorted((sitk.ReadImage(str(p)) for p in sorted(folder.rglob("*")) if p.is_file()),
+                    key=lambda image: image.GetOrigin()[2])
+    ct = np.stack([sitk.GetArrayFromImage(image)[0] for image in slices])
+    first = slices[0]
+    geometry = Geometry(spacing=(slices[1].GetOrigin()[2] - first.GetOrigin()[2], first.GetSpacing()[1],
+                                 first.GetSpacing()[0]), origin=first.GetOrigin(), direction=first.GetDirection())
+    labels, label_geometry = read_label_map(real_data("totalseg/example_seg_dicom.nii.gz"))
+    assert label_geometry.direction[4] == -1.0  # y stored reversed
+    aligned = align_to_grid(labels, label_geometry, geometry, ct.shape)
+    liver, spleen = ct[aligned == 5], ct[aligned == 1]  # TotalSegmentator v2: 5 liver, 1 spleen
+    assert 40 < liver.mean() < 130 and 40 < spleen.mean() < 130  # soft tissue (contrast-enhanced)
+    assert ct[labels == 5].mean() < 0  # read without the flip, the liver label would lie on fat and air
+
