@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from radiolab.lung import bounding_box
 from radiolab.mixture import CLASS_NAMES
 from radiolab.sides import LEFT, RIGHT
 from radiolab.zones import LOBE_NAMES, LOWER, MIDDLE, UPPER
@@ -180,13 +181,20 @@ def region_phenotypes(
         raise ValueError(f"spacing must be three positive mm values, got {spacing}")
     voxel_ml = float(np.prod(spacing)) / 1000.0
     inside = mask.astype(bool, copy=False)
-    hu = volume[inside]
+    # Gather the lung voxels once: the lung's box, then one index for every array.
+    box = bounding_box(inside) or (slice(0, 0),) * 3
+    index = np.flatnonzero(inside[box])
+
+    def gathered(array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(array[box]).ravel().take(index)
+
+    hu = gathered(volume)
     if not np.issubdtype(hu.dtype, np.integer):
         hu = np.rint(hu)
     hu = hu.astype(np.int64)
-    lobe_values = lobes[inside].astype(np.int64) if lobes is not None else np.zeros(hu.size, np.int64)
-    side_values = sides[inside].astype(np.int64)
-    third_values = thirds[inside].astype(np.int64)
+    lobe_values = gathered(lobes).astype(np.int64) if lobes is not None else np.zeros(hu.size, np.int64)
+    side_values = gathered(sides).astype(np.int64)
+    third_values = gathered(thirds).astype(np.int64)
     for name, values, n in (("sides", side_values, _N_SIDES), ("thirds", third_values, _N_THIRDS),
                             ("lobes", lobe_values, _N_LOBES)):
         if values.size and (values.min() < 0 or values.max() >= n):
@@ -198,7 +206,7 @@ def region_phenotypes(
     out_of_range = np.bincount(atom[~in_range], minlength=_N_ATOMS)
     class_counts = None
     if labels is not None:
-        class_counts = np.bincount(atom * 8 + labels[inside].astype(np.int64), minlength=_N_ATOMS * 8)
+        class_counts = np.bincount(atom * 8 + gathered(labels).astype(np.int64), minlength=_N_ATOMS * 8)
         class_counts = class_counts[: _N_ATOMS * 8].reshape(_N_ATOMS, 8)
     grid = np.arange(_N_ATOMS)
     atom_side, atom_third, atom_lobe = grid // (_N_THIRDS * _N_LOBES), (grid // _N_LOBES) % _N_THIRDS, grid % _N_LOBES
