@@ -195,3 +195,13 @@ def test_features_with_lung_masks_measure_inside_them(own_masks_run, tmp_path):
     assert int(row["voxels"]) == int(((labels > 0) & right).sum()) < int((labels > 0).sum())
     provenance = json.loads((tmp_path / "features_provenance.json").read_text())
     assert len(provenance["lung_mask_hashes"]["case_0"]) == 64
+
+
+def test_mask_options_are_checked_before_any_scan(cohort, tmp_path, capsys):
+    scans, _, _ = cohort
+    assert segment_cli.main(["--in", str(scans), "--out", str(tmp_path / "a"), "--mask-format", "cip"]) == 2
+    assert "--mask-format needs --lung-masks" in capsys.readouterr().err
+    assert segment_cli.main(["--in", str(scans), "--out", str(tmp_path / "b"), "--lung-masks",
+                             str(tmp_path / "nowhere")]) == 2
+    assert "--lung-masks folder does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _configure_logging(args.quiet)
     try:
+        from radiolab.cli.segment import check_mask_folder
+
+        check_mask_folder(args.lung_masks, args.mask_format)
         scans, skipped = find_inputs(args.inputs)
         for path, reason in skipped:
             print(f"skipped {path}: {reason}", file=sys.stderr)

@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         print("radiolab qc: --jobs must be at least 1", file=sys.stderr)
         return 2
     try:
+        from radiolab.cli.segment import check_mask_folder
+
+        check_mask_folder(args.lung_masks, args.mask_format)
         run = run_qc(args.labels_dir, args.scans, jobs=args.jobs, images=args.images, label_map=args.label_map,
                      dpi=args.dpi, min_volume_ml=args.min_volume_ml, max_volume_ml=args.max_volume_ml,
                      max_edge_fraction=args.max_edge_fraction, min_component_ml=args.min_component_ml,

@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         print("radiolab report: --jobs must be at least 1", file=sys.stderr)
         return 2
     try:
+        from radiolab.cli.segment import check_mask_folder
+
+        check_mask_folder(args.lung_masks, args.mask_format)
         result = write_report(args.labels_dir, args.out, scans=args.scans, scores=args.scores,
                               id_col=args.id_col, score_col=args.score_col, iterations=args.iterations,
                               seed=args.seed, jobs=args.jobs, thumbnail_width=args.thumbnail_width,

@@ -96,16 +96,18 @@ def config_from_args(args: argparse.Namespace):
         seed=args.seed, n_init=args.n_init, tol=args.tol, median_size=args.median_size,
         threshold_hu=args.threshold_hu, opening=args.opening, min_island=args.min_island,
         closing_radii=tuple(args.closing_radii) if args.closing_radii else None,
-        lung_masks=check_mask_folder(args.lung_masks), mask_format=args.mask_format,
+        lung_masks=check_mask_folder(args.lung_masks, args.mask_format), mask_format=args.mask_format,
     )
 
 
-def check_mask_folder(folder: str | None) -> str | None:
+def check_mask_folder(folder: str | None, mask_format: str | None = None) -> str | None:
     """The ``--lung-masks`` folder as given; an error naming it if it is not a folder."""
     import os
 
     from radiolab.errors import InputError
 
+    if folder is None and mask_format is not None:
+        raise ValueError("--mask-format needs --lung-masks DIR")
     if folder is not None and not os.path.isdir(folder):
         raise InputError(folder, "--lung-masks folder does not exist")
     return folder
