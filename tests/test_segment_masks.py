@@ -76,6 +76,9 @@ def test_external_masks_drive_the_run(cohort, tmp_path):
         assert len(lung_header["radiolab_lung_mask_hash"]) == 64
         assert json.loads(lung_header["radiolab_lung_mask_files"])[0].startswith(str(masks))
     summary = {row["id"]: row for row in _read(out / "summary.csv")}
+    header = list(next(iter(summary.values())))
+    li = header.index("LI_pct")
+    assert header[li + 1: li + 8] == [f"zone_score_{zone}" for zone in ZONE_NAMES] + ["zonal_severity"]
     phenotypes = _read(out / "phenotypes.csv")
     assert list(phenotypes[0]) == list(COLUMNS)
     for scan_id, r231 in truths.items():
