@@ -247,3 +247,27 @@ def test_real_totalseg_labels_stored_flipped_land_on_their_organs(real_data):
     assert 40 < liver.mean() < 130 and 40 < spleen.mean() < 130  # soft tissue (contrast-enhanced)
     assert ct[labels == 5].mean() < 0  # read without the flip, the liver label would lie on fat and air
 
+
+
+def test_bad_mask_files_are_clear_errors(tmp_path):
+    (tmp_path / "garbage.nrrd").write_bytes(b"NRRD0004\ntype: short\n\x00\x01")
+    with pytest.raises(InputError, match=r"garbage\.nrrd: not a readable label map"):
+        read_external_mask(tmp_path, "garbage", GEOMETRY, SHAPE, mask_format="binary")
+    _write(tmp_path / "float.nrrd", np.full(SHAPE, 0.5, np.float32))
+    with pytest.raises(InputError, match="non-integer"):
+        read_external_mask(tmp_path, "float", GEOMETRY, SHAPE, mask_format="binary")
+    _write(tmp_path / "empty.nrrd", np.zeros(SHAPE, np.uint8))
+    with pytest.raises(InputError, match="no lung voxels"):
+        read_external_mask(tmp_path, "empty", GEOMETRY, SHAPE, mask_format="binary")
+    heart = np.zeros(SHAPE, np.uint16)
+    heart[2:4, 2:4, 2:4] = 16 + 256  # CIP heart region only
+    _write(tmp_path / "heart.nrrd", heart)
+    with pytest.raises(InputError, match="no lung voxels"):
+        read_external_mask(tmp_path, "heart", GEOMETRY, SHAPE)
+    folder = tmp_path / "ts"
+    folder.mkdir()
+    _write(folder / "lung_upper_lobe_left.nii.gz", np.ones(SHAPE, np.uint8))
+    with pytest.raises(InputError, match=r"folder lacks .*lung_lower_lobe_left\.nii\.gz"):
+        read_external_mask(tmp_path, "ts", GEOMETRY, SHAPE)
+    with pytest.raises(InputError, match="--mask-format is lungmask"):
+        read_external_mask(tmp_path, "ts", GEOMETRY, SHAPE, mask_format="lungmask")
