@@ -33,6 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from radiolab.sides import IDENTITY_DIRECTION, LEFT, RIGHT, SIDE_NAMES
+from radiolab.stats import auto_score
 
 UPPER, MIDDLE, LOWER = 1, 2, 3
 THIRD_NAMES = {UPPER: "upper", MIDDLE: "middle", LOWER: "lower"}
@@ -150,8 +151,6 @@ def lung_thirds(mask: np.ndarray, *, direction: Sequence[float] = IDENTITY_DIREC
 
 
 def _score(share: float | None) -> int | None:
-    from radiolab.stats import auto_score
-
     return None if share is None else int(auto_score(min(share, 100.0)))
 
 
