@@ -277,6 +277,9 @@ def convert_labels(array: np.ndarray, mask_format: str, *, path: str = "") -> tu
     if mask_format not in MASK_FORMATS:
         raise ValueError(f"unknown mask format {mask_format!r}; valid: {', '.join(MASK_FORMATS)}")
     values = np.unique(array)
+    if mask_format != "binary" and values.size and values.min() < 0:
+        raise InputError(path, f"{mask_format} label maps hold no negative values, found "
+                               f"{_values_text(values[values < 0])}")
     sides = lobes = thirds = None
     if mask_format == "binary":
         mask = array != 0
@@ -293,11 +296,9 @@ def convert_labels(array: np.ndarray, mask_format: str, *, path: str = "") -> tu
             extra = np.setdiff1d(values, [0, *table])
             if extra.size:
                 raise InputError(path, f"lungmask LTRCLobes masks hold 0-5, found {_values_text(extra)}")
-        lookup = np.zeros(max(int(values.max()), max(table)) + 1 if values.size else max(table) + 1, np.uint8)
+        lookup = np.zeros(max(int(values.max()) if values.size else 0, max(table)) + 1, np.uint8)
         for value, code in table.items():
             lookup[value] = code
-        if values.size and values.min() < 0:
-            raise InputError(path, f"label map holds negative values {_values_text(values[values < 0])}")
         lobes = lookup[array]
         mask = lobes > 0
         if mask_format != "lungmask-lobes" and not mask.any():
@@ -305,9 +306,7 @@ def convert_labels(array: np.ndarray, mask_format: str, *, path: str = "") -> tu
             raise InputError(path, f"no lung lobe labels {sorted(table)} (values {_values_text(values)}); use {other}")
         sides = _sides_of_lobes(lobes)
     else:  # cip
-        if values.size and values.min() < 0:
-            raise InputError(path, f"CIP label maps are unsigned, found {_values_text(values[values < 0])}")
-        region = (array.astype(np.int64) & 255)
+        region = array.astype(np.int64) & 255
         lookup_size = 256
         lung_lookup = np.zeros(lookup_size, bool)
         lung_lookup[list(CIP_LUNG_REGIONS)] = True
