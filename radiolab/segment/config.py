@@ -38,6 +38,9 @@ class SegmentConfig:
     mask_format : str, optional
         Convention of the external masks (`radiolab.external_masks.MASK_FORMATS`);
         None detects what is unambiguous.
+    dicom_seg : bool
+        Also write ``<id>_labels.seg.dcm`` for scans read directly from a DICOM series
+        (it carries the source's patient and study modules).
     """
 
     preset: str = "default"
@@ -55,6 +58,7 @@ class SegmentConfig:
     compression_level: int = 1
     lung_masks: str | None = None
     mask_format: str | None = None
+    dicom_seg: bool = False
 
     def lung_settings(self):
         return settings_for(self.preset, threshold_hu=self.threshold_hu, opening=self.opening,
@@ -88,8 +92,11 @@ class SegmentConfig:
 
     def label_key(self, mixture: TissueMixture) -> str:
         """Hash of everything a scan's label maps depend on besides its input file."""
-        return stable_hash({"mask": self.mask_key(), "mixture": mixture.to_json(), "median_size": self.median_size,
-                      "backend": self.backend, "version": __version__})
+        key = {"mask": self.mask_key(), "mixture": mixture.to_json(), "median_size": self.median_size,
+               "backend": self.backend, "version": __version__}
+        if self.dicom_seg:  # only then, so that keys of runs without a SEG stay as they were
+            key["dicom_seg"] = True
+        return stable_hash(key)
 
 
 def stable_hash(data: Any) -> str:
