@@ -83,7 +83,8 @@ class SegmentConfig:
         settings: dict[str, Any] = {"lung": self.lung_settings().to_json(), "backend": self.backend,
                                     "version": __version__}
         if self.lung_masks is not None:  # the masks' content is in the input hash, not their folder
-            settings = {"external_mask_format": self.mask_format, "version": __version__}
+            settings = {"external_mask_format": self.mask_format, "clip_hu": self.lung_settings().clip_hu,
+                        "version": __version__}
         return stable_hash(settings)
 
     def fit_key(self) -> str:
