@@ -31,7 +31,7 @@ import numpy as np
 from radiolab.lung import bounding_box
 from radiolab.mixture import CLASS_NAMES
 from radiolab.sides import LEFT, RIGHT
-from radiolab.zones import LOBE_NAMES, LOWER, MIDDLE, UPPER
+from radiolab.zones import LOBE_NAMES, LOWER, MIDDLE, UPPER, slabs
 
 HU_RANGE = (-1024, 1024)
 N_BINS = HU_RANGE[1] - HU_RANGE[0] + 1
@@ -181,33 +181,31 @@ def region_phenotypes(
         raise ValueError(f"spacing must be three positive mm values, got {spacing}")
     voxel_ml = float(np.prod(spacing)) / 1000.0
     inside = mask.astype(bool, copy=False)
-    # Gather the lung voxels once: the lung's box, then one index for every array.
-    box = bounding_box(inside) or (slice(0, 0),) * 3
-    index = np.flatnonzero(inside[box])
-
-    def gathered(array: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(array[box]).ravel().take(index)
-
-    hu = gathered(volume)
-    if not np.issubdtype(hu.dtype, np.integer):
-        hu = np.rint(hu)
-    hu = hu.astype(np.int64)
-    lobe_values = gathered(lobes).astype(np.int64) if lobes is not None else np.zeros(hu.size, np.int64)
-    side_values = gathered(sides).astype(np.int64)
-    third_values = gathered(thirds).astype(np.int64)
-    for name, values, n in (("sides", side_values, _N_SIDES), ("thirds", third_values, _N_THIRDS),
-                            ("lobes", lobe_values, _N_LOBES)):
-        if values.size and (values.min() < 0 or values.max() >= n):
-            raise ValueError(f"{name} must lie in 0..{n - 1}, got values up to {int(values.max())}")
-    atom = (side_values * _N_THIRDS + third_values) * _N_LOBES + lobe_values
-    in_range = (hu >= HU_RANGE[0]) & (hu <= HU_RANGE[1])
-    histograms = np.bincount(atom[in_range] * N_BINS + (hu[in_range] - HU_RANGE[0]),
-                             minlength=_N_ATOMS * N_BINS).reshape(_N_ATOMS, N_BINS)
-    out_of_range = np.bincount(atom[~in_range], minlength=_N_ATOMS)
-    class_counts = None
-    if labels is not None:
-        class_counts = np.bincount(atom * 8 + gathered(labels).astype(np.int64), minlength=_N_ATOMS * 8)
-        class_counts = class_counts[: _N_ATOMS * 8].reshape(_N_ATOMS, 8)
+    histograms = np.zeros((_N_ATOMS, N_BINS), np.int64)
+    out_of_range = np.zeros(_N_ATOMS, np.int64)
+    class_counts = np.zeros((_N_ATOMS, 8), np.int64)
+    box = bounding_box(inside)
+    # Count slab by slab inside the lung's box, so that memory stays a few bytes per voxel.
+    for slab in (() if box is None else slabs(box)):
+        lung = inside[slab]
+        hu = volume[slab][lung]
+        if not np.issubdtype(hu.dtype, np.integer):
+            hu = np.rint(hu)
+        atom = np.zeros(hu.size, np.int32)
+        for name, array, n in (("sides", sides, _N_SIDES), ("thirds", thirds, _N_THIRDS), ("lobes", lobes, _N_LOBES)):
+            values = np.zeros(hu.size, np.int32) if array is None else array[slab][lung].astype(np.int32)
+            if values.size and (values.min() < 0 or values.max() >= n):
+                raise ValueError(f"{name} must lie in 0..{n - 1}, got {int(values.min())}..{int(values.max())}")
+            atom = atom * n + values
+        in_range = (hu >= HU_RANGE[0]) & (hu <= HU_RANGE[1])
+        key = atom[in_range] * N_BINS + (hu[in_range].astype(np.int32) - HU_RANGE[0])
+        histograms += np.bincount(key, minlength=_N_ATOMS * N_BINS).reshape(_N_ATOMS, N_BINS)
+        out_of_range += np.bincount(atom[~in_range], minlength=_N_ATOMS)
+        if labels is not None:
+            codes = atom * 8 + labels[slab][lung].astype(np.int32)
+            class_counts += np.bincount(codes, minlength=_N_ATOMS * 8)[: _N_ATOMS * 8].reshape(_N_ATOMS, 8)
+    if labels is None:
+        class_counts = None
     grid = np.arange(_N_ATOMS)
     atom_side, atom_third, atom_lobe = grid // (_N_THIRDS * _N_LOBES), (grid // _N_LOBES) % _N_THIRDS, grid % _N_LOBES
     selections: dict[str, np.ndarray] = {}
@@ -240,7 +238,3 @@ def region_phenotypes(
         rows.append(row)
     return rows
 
-
-def summary_indices(whole: Mapping[str, Any]) -> dict[str, float | None]:
-    """The density indices of ``summary.csv`` (LAA-950, HAA-500, HAA-250) from the ``whole`` row."""
-    return {column: whole[column] for column in ("LAA950_pct", "HAA500_pct", "HAA250_pct")}

@@ -47,6 +47,29 @@ LOBE_NAMES = {1: "right_upper_lobe", 2: "right_middle_lobe", 3: "right_lower_lob
 LOBE_SIDES = {1: RIGHT, 2: RIGHT, 3: RIGHT, 4: LEFT, 5: LEFT}
 # Tissue labels that count as lesion in a zone score: GGO and consolidation.
 LESION_LABELS = (3, 4)
+# Voxels counted at a time: the counts below work slab by slab to keep memory small.
+SLAB_VOXELS = 4_000_000
+
+
+def slabs(box: tuple[slice, ...], *, voxels: int = SLAB_VOXELS):
+    """Sub-boxes of ``box`` (slices along z, y, x) of about ``voxels`` voxels, split along z."""
+    plane = (box[1].stop - box[1].start) * (box[2].stop - box[2].start)
+    step = max(1, voxels // max(plane, 1))
+    for start in range(box[0].start, box[0].stop, step):
+        yield (slice(start, min(start + step, box[0].stop)), box[1], box[2])
+
+
+def _label_counts(codes: np.ndarray, n_codes: int, labels: np.ndarray) -> np.ndarray:
+    """(n_codes, 8) counts of every (code, label) pair, slab by slab."""
+    counts = np.zeros((n_codes, 8), np.int64)
+    whole = tuple(slice(0, n) for n in labels.shape)
+    for slab in slabs(whole):
+        code = codes[slab].astype(np.int64)
+        if code.size and (code.min() < 0 or code.max() >= n_codes):
+            raise ValueError(f"region codes must lie in 0..{n_codes - 1}, got {int(code.min())}..{int(code.max())}")
+        pairs = (code * 8 + labels[slab]).ravel()
+        counts += np.bincount(pairs, minlength=n_codes * 8)[: n_codes * 8].reshape(n_codes, 8)
+    return counts
 
 
 def patient_order(direction: Sequence[float] = IDENTITY_DIRECTION) -> tuple[tuple[int, int, int], tuple[bool, bool, bool]]:
@@ -204,7 +227,7 @@ def lobar_severity(labels: np.ndarray, lobes: np.ndarray) -> dict[str, int | Non
     """
     if labels.shape != lobes.shape:
         raise ValueError(f"labels {labels.shape} and lobes {lobes.shape} differ in shape")
-    counts = np.bincount(lobes.astype(np.int64).ravel() * 8 + labels.ravel(), minlength=6 * 8)[: 6 * 8].reshape(6, 8)
+    counts = _label_counts(lobes, 6, labels)
     row: dict[str, int | None] = {}
     for code, name in LOBE_NAMES.items():
         lung = int(counts[code, 1:6].sum())
@@ -232,8 +255,10 @@ def zone_table(labels: np.ndarray, sides: np.ndarray, thirds: np.ndarray) -> dic
     """
     if not labels.shape == sides.shape == thirds.shape:
         raise ValueError(f"labels {labels.shape}, sides {sides.shape} and thirds {thirds.shape} differ in shape")
-    zone = (sides.astype(np.int64) * 4 + thirds).ravel()
-    counts = np.bincount(zone * 8 + labels.ravel(), minlength=12 * 8)[: 12 * 8].reshape(12, 8)
+    if sides.size and (int(sides.min()) < 0 or int(thirds.min()) < 0 or int(sides.max()) > LEFT
+                       or int(thirds.max()) > LOWER):
+        raise ValueError(f"sides must lie in 0..{LEFT} and thirds in 0..{LOWER}")
+    counts = _label_counts(sides.astype(np.uint8) * np.uint8(4) + thirds.astype(np.uint8), 12, labels)
     table: dict[str, dict[str, float | int | None]] = {}
     for name, side, third in ZONES:
         tally = counts[side * 4 + third]
