@@ -208,3 +208,21 @@ def test_mask_options_are_checked_before_any_scan(cohort, tmp_path, capsys):
                              str(tmp_path / "nowhere")]) == 2
     assert "--lung-masks folder does not exist" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_real_scan_with_cips_lung_mask(real_data, tmp_path):
+    """COPDGene 16021S (2 slices) segmented inside CIP's own deep-learning lung mask."""
+    scans, masks = tmp_path / "scans", tmp_path / "masks"
+    scans.mkdir()
+    masks.mkdir()
+    (scans / "copd.nrrd").write_bytes(real_data("cip/crop_ct_2slices.nrrd").read_bytes())
+    (masks / "copd.nrrd").write_bytes(real_data("cip/crop_ct_2slices_dcnnLungSegmentationLabelmap.nrrd").read_bytes())
+    out = tmp_path / "labels"
+    assert segment_cli.main(["--in", str(scans), "--out", str(out), "--lung-masks", str(masks), "--mask-format", "cip",
+                             "--model", "zaffino2021", "--quiet"]) == 0
+    rows = {r["region"]: r for r in _read(out / "phenotypes.csv")}
+    # CIP's regions 2 and 3 are the sides; the counts published with the data.
+    assert int(rows["right"]["voxels"]) + int(rows["right"]["voxels_out_of_range"]) == 74_379
+    assert int(rows["left"]["voxels"]) + int(rows["left"]["voxels_out_of_range"]) == 76_219
+    summary = _read(out / "summary.csv")[0]
+    assert int(summary["zonal_severity"]) <= 6  # no lesions in these slices
