@@ -14,7 +14,8 @@ from radiolab.cli import segment as segment_cli
 from radiolab.io import read_header, read_volume, write_volume
 from radiolab.phenotypes import COLUMNS, REGIONS
 from radiolab.synthetic import chest_phantom
-from radiolab.zones import ZONE_NAMES
+from radiolab.sides import SIDE_NAMES
+from radiolab.zones import THIRD_NAMES, ZONE_NAMES
 
 SHAPE, SPACING = (36, 56, 56), (7.0, 5.0, 5.0)
 
@@ -226,3 +227,65 @@ def test_real_scan_with_cips_lung_mask(real_data, tmp_path):
     assert int(rows["left"]["voxels"]) + int(rows["left"]["voxels_out_of_range"]) == 76_219
     summary = _read(out / "summary.csv")[0]
     assert int(summary["zonal_severity"]) <= 6  # no lesions in these slices
+
+
+def _phantom_lobes(r231: np.ndarray) -> np.ndarray:
+    """Radiolab lobe codes cut from a phantom's R231 lungs by height (z index 0 is inferior)."""
+    z = np.arange(r231.shape[0])[:, None, None]
+    rows = np.nonzero(r231.any(axis=(1, 2)))[0]
+    low, high = rows.min(), rows.max()
+    cut1, cut2 = low + (high - low) * 0.45, low + (high - low) * 0.65
+    right = np.select([z < cut1, z < cut2], [3, 2], 1)  # lower, middle, upper lobe
+    left = np.where(z < cut2, 5, 4)
+    return np.where(r231 == 1, right, np.where(r231 == 2, left, 0)).astype(np.uint8)
+
+
+def _region_voxels(rows, region):
+    return int(rows[region]["voxels"]) + int(rows[region]["voxels_out_of_range"])
+
+
+def test_totalseg_folder_and_cip_thirds_give_their_regions(cohort, tmp_path):
+    scans, _, truths = cohort
+    r231 = truths["case_2"]
+    geometry = read_volume(scans / "case_2.nrrd").geometry
+    lobes = _phantom_lobes(r231)
+    only = tmp_path / "scans"
+    only.mkdir()
+    (only / "case_2.nrrd").write_bytes((scans / "case_2.nrrd").read_bytes())
+    # TotalSegmentator: one NIfTI per lobe, stored flipped.
+    masks = tmp_path / "ts"
+    (masks / "case_2").mkdir(parents=True)
+    names = {1: "lung_upper_lobe_right", 2: "lung_middle_lobe_right", 3: "lung_lower_lobe_right",
+             4: "lung_upper_lobe_left", 5: "lung_lower_lobe_left"}
+    for code, name in names.items():
+        _write_nifti_flipped(masks / "case_2" / f"{name}.nii.gz", (lobes == code).astype(np.uint8), geometry)
+    out = tmp_path / "labels_ts"
+    assert segment_cli.main(["--in", str(only), "--out", str(out), "--lung-masks", str(masks),
+                             "--model", "zaffino2021", "--quiet"]) == 0
+    rows = {r["region"]: r for r in _read(out / "phenotypes.csv")}
+    lobe_rows = ("right_upper_lobe", "right_middle_lobe", "right_lower_lobe", "left_upper_lobe", "left_lower_lobe")
+    assert list(rows)[-5:] == list(lobe_rows)
+    for code, region in enumerate(lobe_rows, start=1):
+        assert _region_voxels(rows, region) == int((lobes == code).sum()) > 0
+    assert _region_voxels(rows, "right") == int((r231 == 1).sum())
+    summary = _read(out / "summary.csv")[0]
+    assert 0 <= int(summary["lobar_severity"]) <= 25
+    # CIP: the map's own thirds (here by height, not of equal count) are used as they are.
+    z = np.arange(r231.shape[0])[:, None, None] * np.ones(r231.shape, int)
+    rows_z = np.nonzero(r231.any(axis=(1, 2)))[0]
+    third = np.select([z < rows_z.min() + 5, z < rows_z.min() + 10], [3, 2], 1)
+    region = {(1, 1): 12, (1, 2): 13, (1, 3): 14, (2, 1): 9, (2, 2): 10, (2, 3): 11}
+    cip = np.zeros(r231.shape, np.uint16)
+    for (side, t), value in region.items():
+        cip[(r231 == side) & (third == t)] = value + 2 * 256  # type 2 (airway) sets values above 255
+    cip_dir = tmp_path / "cip"
+    cip_dir.mkdir()
+    write_volume(cip_dir / "case_2.nrrd", cip, geometry)
+    out = tmp_path / "labels_cip"
+    assert segment_cli.main(["--in", str(only), "--out", str(out), "--lung-masks", str(cip_dir),
+                             "--model", "zaffino2021", "--quiet"]) == 0
+    rows = {r["region"]: r for r in _read(out / "phenotypes.csv")}
+    for (side, t), _ in region.items():
+        name = f"{SIDE_NAMES[side]}_{THIRD_NAMES[t]}"
+        assert _region_voxels(rows, name) == int(((r231 == side) & (third == t)).sum()), name
+    assert _region_voxels(rows, "lower") != _region_voxels(rows, "upper")  # not CIP's equal split
