@@ -24,7 +24,7 @@ lobe map is given, the five lobes (`radiolab.zones.LOBE_NAMES`).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
