@@ -49,13 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         result = write_report(args.labels_dir, args.out, scans=args.scans, scores=args.scores,
                               id_col=args.id_col, score_col=args.score_col, iterations=args.iterations,
                               seed=args.seed, jobs=args.jobs, thumbnail_width=args.thumbnail_width,
-<<<<<<< HEAD
                               title=args.title, lung_masks=args.lung_masks, mask_format=args.mask_format)
-    except (InputError, ValueError) as error:
-=======
-                              title=args.title)
     except (InputError, ValueError, OptionalDependencyError) as error:
->>>>>>> main
         print(f"radiolab report: error: {error}", file=sys.stderr)
         return 2
     for note in result.notes:
