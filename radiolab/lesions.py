@@ -9,9 +9,10 @@ anatomy with lesions whose extent is known exactly.
 How a blob grows: every voxel of the allowed region gets a distance to the seed, in mm,
 scaled by a smooth random factor (so that blobs are irregular, not balls). The blob is
 the connected part of the region, containing the seed, whose scaled distance is below a
-level chosen so that the blob holds exactly the requested number of voxels. A blob
-seeded at the pleura is therefore a compact, irregular cap against the chest wall that
-reaches inward, as subpleural COVID-19 lesions do.
+level (found by bisection), completed to exactly the requested number of voxels by a
+priority flood from its surface, nearest first. A blob seeded at the pleura is
+therefore a compact, irregular cap against the chest wall that reaches inward, as
+subpleural COVID-19 lesions do.
 """
 
 from __future__ import annotations
@@ -78,8 +79,9 @@ def costal_pleura(lung: np.ndarray, spacing, direction=None) -> np.ndarray:
     """Pleural surface voxels on the chest-wall side of each lung (lateral halves).
 
     Left and right are patient left/right (LPS x, from ``direction``), split at the
-    midline of the mask; a voxel is costal when it lies farther from the midline than
-    its side's centroid.
+    middle of the mask's left-right extent; a voxel is costal when it lies farther from
+    that midline than its side's centroid. The mask should hold both lungs: with one
+    lung only, its medial half is taken for the other side.
 
     Parameters
     ----------
@@ -162,69 +164,103 @@ def grow_blob(
     n_voxels = int(n_voxels)
     if n_voxels <= 0:
         return out
-    # Radius of a hemisphere of the wanted volume, with room for the irregularity.
+    # Start from a box around a hemisphere of the wanted volume; grow the box while the
+    # blob reaches one of its faces inside the image (the box must never shape the blob).
     volume_mm3 = n_voxels * float(np.prod(spacing))
-    radius = (3.0 * volume_mm3 / (2.0 * math.pi)) ** (1.0 / 3.0) * 2.0 * math.exp(3.0 * irregularity)
-    whole = tuple(slice(0, n) for n in region.shape)
+    radius = (3.0 * volume_mm3 / (2.0 * math.pi)) ** (1.0 / 3.0) * 1.3 * math.exp(irregularity)
     while True:
         box = tuple(slice(max(c - int(math.ceil(radius / s)), 0), min(c + int(math.ceil(radius / s)) + 1, n))
                     for c, s, n in zip(seed_index, spacing, region.shape))
         blob = _grow_in_box(region[box], tuple(c - b.start for c, b in zip(seed_index, box)),
                             n_voxels, spacing, rng, irregularity, roughness_mm)
-        if blob.sum() >= n_voxels or box == whole:
+        if not _reaches_inner_face(blob, box, region.shape):
             out[box] = blob
             return out
-        radius *= 2.0
+        radius *= 1.5
+
+
+def _reaches_inner_face(blob: np.ndarray, box, shape) -> bool:
+    """Whether the blob touches a face of its box that is not an image face."""
+    for axis, (part, size) in enumerate(zip(box, shape)):
+        if part.start > 0 and np.take(blob, 0, axis=axis).any():
+            return True
+        if part.stop < size and np.take(blob, -1, axis=axis).any():
+            return True
+    return False
+
+
+def _smooth_noise(shape, spacing, roughness_mm, rng) -> np.ndarray:
+    """Unit-variance Gaussian noise correlated over ``roughness_mm``, drawn on a coarse grid."""
+    step = [max(1, int(roughness_mm / (2.0 * s))) for s in spacing]
+    coarse_shape = [n // k + 3 for n, k in zip(shape, step)]
+    coarse = ndimage.gaussian_filter(rng.standard_normal(coarse_shape), sigma=2.0, mode="wrap")
+    fine = ndimage.zoom(coarse, step, order=1, mode="nearest", grid_mode=True)[tuple(slice(0, n) for n in shape)]
+    return fine / max(float(fine.std()), 1e-12)
 
 
 def _grow_in_box(region, seed, n_voxels, spacing, rng, irregularity, roughness_mm) -> np.ndarray:
+    import cc3d
+
     grids = np.ogrid[tuple(slice(0, n) for n in region.shape)]
     distance = np.sqrt(sum(((g - c) * s) ** 2 for g, c, s in zip(grids, seed, spacing)))
     if irregularity > 0:
-        noise = rng.standard_normal(region.shape)
-        noise = ndimage.gaussian_filter(noise, sigma=[roughness_mm / s for s in spacing], mode="reflect")
-        noise /= max(float(noise.std()), 1e-12)
-        distance = distance * np.exp(irregularity * noise)
+        distance = distance * np.exp(irregularity * _smooth_noise(region.shape, spacing, roughness_mm, rng))
     distance = np.where(region, distance, np.inf)
 
     def component(level: float) -> np.ndarray:
-        labels, _ = ndimage.label(distance <= level, structure=_FACE_CONNECTIVITY)
+        labels = cc3d.connected_components(distance <= level, connectivity=6)
         return labels == labels[seed]
 
-    low, high = 0.0, float(distance[np.isfinite(distance)].max())
-    largest = component(high)
-    if largest.sum() <= n_voxels:
-        return largest
+    finite = distance[np.isfinite(distance)]
+    high = float(finite.max())
+    above = component(high)
+    if above.sum() <= n_voxels:
+        return above
+    # The seed's component below a level is part of the voxels below it, so the level
+    # holding n_voxels voxels in all bounds the search from below.
+    low = float(np.partition(finite, n_voxels - 1)[n_voxels - 1]) if finite.size >= n_voxels else 0.0
     below = component(low)
-    above = largest
-    for _ in range(40):
+    if below.sum() >= n_voxels:
+        high, above, low, below = low, below, 0.0, component(0.0)
+    tolerance = max(100, n_voxels // 50)
+    while int(above.sum()) - int(below.sum()) > tolerance and high - low > 1e-3:
         middle = 0.5 * (low + high)
         candidate = component(middle)
         if candidate.sum() >= n_voxels:
             high, above = middle, candidate
         else:
             low, below = middle, candidate
-        if above.sum() == n_voxels or high - low < 1e-6:
-            break
-    # Complete from `below` with the voxels `above` adds, layer by layer from `below`
-    # (so the blob stays connected), nearest first within the last layer.
-    blob = below.copy()
-    extra = above & ~below
-    need = n_voxels - int(blob.sum())
-    while need > 0:
-        layer = ndimage.binary_dilation(blob, _FACE_CONNECTIVITY) & extra & ~blob
-        count = int(layer.sum())
-        if count == 0:
-            break
-        if count <= need:
-            blob |= layer
-            need -= count
-            continue
-        index = np.flatnonzero(layer)
-        nearest = index[np.argsort(distance.ravel()[index], kind="stable")[:need]]
-        blob.ravel()[nearest] = True
-        need = 0
-    return blob
+    return _flood(below, above, distance, n_voxels - int(below.sum()))
+
+
+def _flood(blob: np.ndarray, allowed: np.ndarray, distance: np.ndarray, need: int) -> np.ndarray:
+    """Add ``need`` voxels of ``allowed`` to ``blob``, nearest (in ``distance``) first,
+    each a face neighbour of the blob so far (a priority flood)."""
+    import heapq
+
+    shape = blob.shape
+    flat_blob = blob.ravel().copy()
+    flat_allowed = allowed.ravel()
+    flat_distance = distance.ravel()
+    strides = (shape[1] * shape[2], shape[2], 1)
+    frontier = np.flatnonzero(ndimage.binary_dilation(blob, _FACE_CONNECTIVITY) & allowed & ~blob)
+    queued = np.zeros(flat_blob.size, dtype=bool)
+    queued[frontier] = True
+    heap = [(float(flat_distance[i]), int(i)) for i in frontier]
+    heapq.heapify(heap)
+    while need > 0 and heap:
+        _, index = heapq.heappop(heap)
+        flat_blob[index] = True
+        need -= 1
+        position = (index // strides[0], (index // strides[1]) % shape[1], index % shape[2])
+        for axis in range(3):
+            for step in (-1, 1):
+                if 0 <= position[axis] + step < shape[axis]:
+                    neighbour = index + step * strides[axis]
+                    if flat_allowed[neighbour] and not queued[neighbour] and not flat_blob[neighbour]:
+                        queued[neighbour] = True
+                        heapq.heappush(heap, (float(flat_distance[neighbour]), neighbour))
+    return flat_blob.reshape(shape)
 
 
 def insert_lesions(

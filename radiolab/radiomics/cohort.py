@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-
 import csv
 import io as _io
-import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -16,6 +14,7 @@ import numpy as np
 
 from radiolab import __version__
 from radiolab.errors import InputError, OptionalDependencyError
+from radiolab.log import scan_logger
 from radiolab.mixture import CLASS_NAMES
 from radiolab.radiomics.engine import MapRefused, pyradiomics_version
 from radiolab.radiomics.extraction import MAX_MAP_VOXELS, MIN_TEXTURE_VOXELS, PROVENANCE_COLUMNS, ROW_COLUMNS, SKIP_COLUMN, error_message, extract_features, voxel_feature_maps
@@ -23,7 +22,6 @@ from radiolab.radiomics.images import CROP_MARGIN_MM
 from radiolab.radiomics.params import DEFAULT_PARAMS, load_params, params_sha256
 from radiolab.radiomics.regions import REGIONS, check_regions, region_masks
 
-logger = logging.getLogger(__name__)
 
 # Label map files written by `radiolab segment`, by --map choice.
 LABEL_MAPS: dict[str, str] = {"voxel": "_labels.nrrd", "median": "_labels_median.nrrd"}
@@ -61,6 +59,8 @@ class _ScanJob:
     maps_dir: str
     max_map_voxels: int
     crop_margin_mm: float
+    lung_masks: str | None = None
+    mask_format: str | None = None
 
     def __call__(self, scan):
         return features_scan(scan, self)
@@ -87,7 +87,15 @@ def _read_labels(scan, volume, job: _ScanJob) -> np.ndarray:
     array = labels.array
     if array.min() < 0 or array.max() > len(CLASS_NAMES):
         raise InputError(path, f"not a tissue label map: values {array.min()}..{array.max()}, expected 0..5")
-    return array.astype(np.uint8)
+    array = array.astype(np.uint8)
+    if job.lung_masks is not None:
+        from radiolab.external_masks import read_external_mask
+
+        # Measure inside the given lung mask only: labels outside it do not count.
+        external = read_external_mask(job.lung_masks, scan.id, volume.geometry, volume.array.shape,
+                                      mask_format=job.mask_format, scan_path=os.fspath(scan.path))
+        array[~external.mask] = 0
+    return array
 
 
 def features_scan(scan, job: _ScanJob) -> tuple[list[dict[str, Any]], list[Any], list[str]]:
@@ -178,7 +186,7 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str],
     try:
         import pandas as pd
     except ImportError as error:
-        raise OptionalDependencyError("pandas", "writing the feature table") from error
+        raise OptionalDependencyError("pandas", "writing the feature table", extra="radiomics") from error
     from radiolab.io import atomic_path
 
     columns = list(columns or table_columns(rows))
@@ -195,7 +203,7 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str],
             try:
                 frame.to_parquet(temporary, index=False, engine="pyarrow")
             except ImportError as error:
-                raise OptionalDependencyError("pyarrow", "writing Parquet") from error
+                raise OptionalDependencyError("pyarrow", "writing Parquet", extra="radiomics") from error
         else:
             frame.to_csv(temporary, index=False, float_format=None, lineterminator="\n")
     return frame
@@ -217,7 +225,7 @@ def _map_scans(job: _ScanJob, scans: Sequence[Any], jobs: int, progress: bool) -
     from tqdm.auto import tqdm
 
     results = []
-    with tqdm(total=len(scans), desc="features", unit="scan", disable=not progress, leave=False) as bar:
+    with tqdm(total=len(scans), desc="features", unit="scan", disable=None if progress else True, leave=False) as bar:
         if jobs == 1 or len(scans) <= 1:
             for scan in scans:
                 results.append(job(scan))
@@ -246,6 +254,8 @@ def extract_cohort(
     max_map_voxels: int = MAX_MAP_VOXELS,
     crop_margin_mm: float = CROP_MARGIN_MM,
     progress: bool = False,
+    lung_masks: str | os.PathLike[str] | None = None,
+    mask_format: str | None = None,
 ) -> FeaturesReport:
     """Features of every scan and region, written as one table.
 
@@ -278,6 +288,12 @@ def extract_cohort(
         As in `extract_features`.
     progress : bool
         Show a progress bar.
+    lung_masks : str or os.PathLike, optional
+        Folder of external lung masks (`radiolab.external_masks`): each scan's labels
+        are restricted to its mask (label 0 outside it). Their content hashes go into
+        the provenance file.
+    mask_format : str, optional
+        Convention of ``lung_masks`` (`radiolab.external_masks.MASK_FORMATS`).
 
     Returns
     -------
@@ -317,7 +333,10 @@ def extract_cohort(
     job = _ScanJob(labels=os.fspath(labels), map=map, params=resolved, regions=regions,
                    min_texture_voxels=int(min_texture_voxels), voxel_maps=voxel_maps,
                    maps_dir=f"{stem}_voxel_maps", max_map_voxels=int(max_map_voxels),
-                   crop_margin_mm=float(crop_margin_mm))
+                   crop_margin_mm=float(crop_margin_mm),
+                   lung_masks=None if lung_masks is None else os.fspath(lung_masks), mask_format=mask_format)
+    if lung_masks is not None and not os.path.isdir(lung_masks):
+        raise InputError(lung_masks, "lung mask folder does not exist")
     report = FeaturesReport(out=str(out_path), errors_path=str(out_path.parent / "errors.csv"),
                             provenance_path=f"{stem}_provenance.json")
     for rows, errors, maps in _map_scans(job, list(scans), jobs, progress):
@@ -328,9 +347,9 @@ def extract_cohort(
     report.rows.sort(key=lambda row: (row["id"], order[row["region"]]))
     for row in report.rows:
         if row[SKIP_COLUMN]:
-            logger.warning("%s %s: skipped %s", row["id"], row["region"], row[SKIP_COLUMN])
+            scan_logger(__name__, row["id"]).warning("%s: skipped %s", row["region"], row[SKIP_COLUMN])
     for error in report.errors:
-        logger.error("%s [%s]: %s", error.id, error.stage, error.message)
+        scan_logger(__name__, error.id).error("[%s]: %s", error.stage, error.message)
     report.columns = table_columns(report.rows)
     write_table(report.rows, out_path, format=format, columns=report.columns)
     write_errors(report.errors, report.errors_path)
@@ -352,8 +371,18 @@ def extract_cohort(
         "max_map_voxels": int(max_map_voxels),
         "scans": sorted({row["id"] for row in report.rows}),
         "failed": sorted({error.id for error in report.errors}),
+        **({"lung_masks": os.fspath(lung_masks), "mask_format": mask_format,
+            "lung_mask_hashes": _mask_hashes(lung_masks, mask_format, sorted({row["id"] for row in report.rows}))}
+           if lung_masks is not None else {}),
     })
     return report
+
+
+def _mask_hashes(folder, mask_format, ids) -> dict[str, str]:
+    """SHA-256 of each measured scan's external mask, by scan id."""
+    from radiolab.external_masks import find_mask, mask_content_hash
+
+    return {scan_id: mask_content_hash(find_mask(folder, scan_id), mask_format) for scan_id in ids}
 
 
 def _json_safe(data: Any) -> Any:

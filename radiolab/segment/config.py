@@ -32,6 +32,15 @@ class SegmentConfig:
         Edge of the median window, in voxels.
     threshold_hu, opening, min_island, closing_radii : optional
         Lung-mask overrides, in the preset's units.
+    lung_masks : str, optional
+        Folder of external lung masks used instead of computed ones
+        (`radiolab.external_masks`); their content hash enters each scan's input hash.
+    mask_format : str, optional
+        Convention of the external masks (`radiolab.external_masks.MASK_FORMATS`);
+        None detects what is unambiguous.
+    dicom_seg : bool
+        Also write ``<id>_labels.seg.dcm`` for scans read directly from a DICOM series
+        (it carries the source's patient and study modules).
     """
 
     preset: str = "default"
@@ -47,6 +56,9 @@ class SegmentConfig:
     min_island: float | None = None
     closing_radii: tuple[float, ...] | None = None
     compression_level: int = 1
+    lung_masks: str | None = None
+    mask_format: str | None = None
+    dicom_seg: bool = False
 
     def lung_settings(self):
         return settings_for(self.preset, threshold_hu=self.threshold_hu, opening=self.opening,
@@ -68,7 +80,12 @@ class SegmentConfig:
 
     def mask_key(self) -> str:
         """Hash of everything the lung mask and histogram depend on."""
-        return stable_hash({"lung": self.lung_settings().to_json(), "backend": self.backend, "version": __version__})
+        settings: dict[str, Any] = {"lung": self.lung_settings().to_json(), "backend": self.backend,
+                                    "version": __version__}
+        if self.lung_masks is not None:  # the masks' content is in the input hash, not their folder
+            settings = {"external_mask_format": self.mask_format, "clip_hu": self.lung_settings().clip_hu,
+                        "version": __version__}
+        return stable_hash(settings)
 
     def fit_key(self) -> str:
         """Hash of everything the pooled fit depends on besides the histograms."""
@@ -76,8 +93,11 @@ class SegmentConfig:
 
     def label_key(self, mixture: TissueMixture) -> str:
         """Hash of everything a scan's label maps depend on besides its input file."""
-        return stable_hash({"mask": self.mask_key(), "mixture": mixture.to_json(), "median_size": self.median_size,
-                      "backend": self.backend, "version": __version__})
+        key = {"mask": self.mask_key(), "mixture": mixture.to_json(), "median_size": self.median_size,
+               "backend": self.backend, "version": __version__}
+        if self.dicom_seg:  # only then, so that keys of runs without a SEG stay as they were
+            key["dicom_seg"] = True
+        return stable_hash(key)
 
 
 def stable_hash(data: Any) -> str:

@@ -28,11 +28,12 @@ OUTPUT_SUFFIXES = {
     "labels": "_labels.nrrd",
     "median": "_labels_median.nrrd",
     "histogram": "_hist.json",
+    "phenotypes": "_phenotypes.json",
     "row": "_summary.json",
     "error": "_error.json",
 }
 # Files of the whole run (not per scan).
-RUN_FILES = ("gmm.json", "summary.csv", "errors.csv")
+RUN_FILES = ("gmm.json", "summary.csv", "phenotypes.csv", "errors.csv")
 
 
 @dataclass
@@ -105,7 +106,8 @@ def current_histogram(paths: Mapping[str, Path], config: SegmentConfig, input_ha
     record = read_json_record(paths["histogram"])
     if (record is None or record.get("input_hash") != input_hash or record.get("mask_key") != config.mask_key()
             or not paths["lung"].is_file()
-            or (config.lung_settings().chest is not None and not paths["sides"].is_file())):
+            or (config.lung_masks is None and config.lung_settings().chest is not None
+                and not paths["sides"].is_file())):
         return None
     try:
         histogram = Histogram.from_json(record["histogram"])
@@ -120,7 +122,7 @@ def current_histogram(paths: Mapping[str, Path], config: SegmentConfig, input_ha
 def current_row(paths: Mapping[str, Path], input_hash: str, label_key: str) -> dict[str, Any] | None:
     """The recorded summary row if step 2's outputs exist and match input and settings."""
     row = read_json_record(paths["row"])
-    if row is None:
+    if row is None or not paths["phenotypes"].is_file():
         return None
     for key in ("labels", "median"):
         try:

@@ -9,7 +9,8 @@ region only (``region_mm``) to keep fine grids small. It holds:
   outside it, and a table;
 - a body with subcutaneous fat, chest-wall muscle, ribs, sternum and spine;
 - two lungs whose anterior parts meet in front of the mediastinum at an anterior
-  junction line of ``junction_mm``; a heart, aorta and oesophagus between them;
+  junction line of ``junction_mm`` (optionally also behind the oesophagus, at a
+  posterior junction line); a heart, aorta and oesophagus between them;
 - a trachea and main bronchi (air with a soft-tissue wall) joined to the lungs;
 - parenchyma of -850 HU mean with a gravity gradient and texture, and vessel trees;
 - optional emphysema at a given LAA-950, and subpleural consolidation or ground glass
@@ -29,8 +30,14 @@ to a structure when its centre lies inside it):
 ``mediastinum``
     Non-lung voxels lying between the two lungs on a row of constant (z, y): the
     tissue a lung mask must never hold (airway lumen excluded; see ``airways``).
-``junction``
-    The part of ``mediastinum`` forming the anterior junction line.
+``mediastinum_core``
+    ``mediastinum`` less its one-voxel rim along the lungs (26-neighbours of a lung
+    voxel). Partial volume can put rim voxels below -155 HU (at 0.9 mm voxels about
+    18 mL of them against mediastinal fat), never core ones: a mask may touch the rim,
+    it must not enter the core.
+``junction``, ``posterior_junction``
+    The parts of ``mediastinum`` forming the anterior and the posterior junction
+    lines (the latter empty unless ``posterior_junction_mm`` is given).
 ``stomach_gas``, ``colon_gas``, ``gut_gas``
     Gas below the diaphragm (``gut_gas`` is their union).
 ``vessels``, ``emphysema``, ``consolidation``, ``ggo``
@@ -91,6 +98,11 @@ LUNG_SPECS = {
 # Anterior parts of the lungs reaching the midline above the heart.
 ANTERIOR_LOBE = dict(centre=(30.0, -55.0, 125.0), semi=(35.0, 28.0, 58.0))
 ANTERIOR_LIMIT_Y = -35.0  # in front of this the lungs may meet at the junction line
+# Above the aortic arch the lungs may also meet behind the oesophagus, in front of the
+# vertebral bodies: lobes of the lungs (centre, semi-axes: x, y, z) and the box (y, z)
+# where they may reach the midline.
+POSTERIOR_LOBE = dict(centre=(30.0, 36.0, 182.0), semi=(34.0, 6.0, 24.0))
+POSTERIOR_JUNCTION_BOX = ((28.0, 45.0), (156.0, 210.0))
 POSTERIOR_MEDIASTINUM_HALF_WIDTH = 22.0
 CENTRAL_TENDON_Z = -5.0
 HEART = dict(centre=(15.0, -20.0, 50.0), semi=(68.0, 55.0, 58.0))
@@ -174,7 +186,7 @@ def _diaphragm(y, x):
     return np.maximum(np.maximum(_dome(y, x, "right"), _dome(y, x, "left")), CENTRAL_TENDON_Z)
 
 
-def _lung_shape(z, y, x, side: str, junction_mm: float):
+def _lung_shape(z, y, x, side: str, junction_mm: float, posterior_junction_mm: float | None):
     """Voxels of one lung (before carving out the mediastinal organs)."""
     spec = LUNG_SPECS[side]
     sign = -1.0 if side == "right" else 1.0
@@ -185,6 +197,14 @@ def _lung_shape(z, y, x, side: str, junction_mm: float):
     inside &= _ellipse(y, x, CAVITY_SEMI)
     # The lungs meet at the junction line in front, stay apart behind (mediastinum).
     medial = np.where(y < ANTERIOR_LIMIT_Y, junction_mm / 2.0, POSTERIOR_MEDIASTINUM_HALF_WIDTH)
+    if posterior_junction_mm is not None:
+        lobe = POSTERIOR_LOBE
+        posterior = _ellipsoid(z, y, x, (sign * lobe["centre"][0], lobe["centre"][1], lobe["centre"][2]),
+                               lobe["semi"]) & (z > _dome(y, x, side))
+        (y0, y1), (z0, z1) = POSTERIOR_JUNCTION_BOX
+        in_box = (y >= y0) & (y <= y1) & (z >= z0) & (z <= z1)
+        inside |= posterior
+        medial = np.where(in_box, posterior_junction_mm / 2.0, medial)
     inside &= sign * x > medial
     return inside
 
@@ -203,7 +223,8 @@ def anatomical_phantom(
     spacing: tuple[float, float, float] = (1.5, 1.5, 1.5),
     *,
     region_mm: Sequence[tuple[float, float]] | None = None,
-    junction_mm: float = 3.0,
+    junction_mm: float | None = None,
+    posterior_junction_mm: float | None = None,
     emphysema_laa: float = 0.0,
     consolidation_ml: Sequence[float] = (),
     ggo_ml: Sequence[float] = (),
@@ -225,14 +246,23 @@ def anatomical_phantom(
         Patient (z, y, x) ranges in mm to sample; default the whole chest and upper
         abdomen, ``DEFAULT_REGION_MM`` (360 mm each way). A smaller region is a scan
         with a smaller field of view; it may cut the lungs.
-    junction_mm : float
-        Width of the anterior junction line between the lungs, in mm.
+    junction_mm : float, optional
+        Width of the anterior junction line between the lungs, in mm. Default: 3 mm,
+        or the in-plane voxel size where larger, so that at least one voxel of
+        mediastinum separates the lungs on the grid. Narrower than a voxel, the lungs
+        may touch on the grid (as in real scans), and the truths say so.
+    posterior_junction_mm : float, optional
+        Width of a posterior junction line, in mm: the lungs then also meet above the
+        aortic arch (z 156-210 mm), behind the oesophagus and in front of the spine,
+        over about 8 mm front to back. Default: none (the lungs stay 44 mm apart there).
     emphysema_laa : float
-        Wanted LAA-950: fraction of lung voxels below -950 HU, in [0, 0.6]. Reached
-        within one small emphysema blob (about 0.1 % of the lung).
+        Wanted LAA-950: fraction of lung voxels below -950 HU, in [0, 0.6]. Blobs get
+        smaller near the target, which is reached within a few voxels.
     consolidation_ml, ggo_ml : sequence of float
         Volume of each subpleural consolidation (up to about +100 HU) or ground-glass
-        lesion, in mL, grown from the costal pleura of the lower posterior lungs.
+        lesion, in mL, grown from the costal pleura of the lower posterior lungs,
+        alternately right and left. A lesion is smaller when its lung part in the field
+        of view is, and left out without lung; ``info`` holds the achieved volumes.
     stomach_gas_ml : float
         Volume of the stomach gas bubble, in mL (0: none).
     colon_gas_ml : sequence of float
@@ -263,8 +293,10 @@ def anatomical_phantom(
     """
     if not 0.0 <= emphysema_laa <= 0.6:
         raise ValueError(f"emphysema_laa must lie in [0, 0.6], got {emphysema_laa}")
-    if junction_mm <= 0:
-        raise ValueError(f"junction_mm must be positive, got {junction_mm}")
+    if junction_mm is None:
+        junction_mm = max(3.0, float(spacing[1]), float(spacing[2]))
+    if junction_mm <= 0 or (posterior_junction_mm is not None and posterior_junction_mm <= 0):
+        raise ValueError(f"junction widths must be positive, got {junction_mm} and {posterior_junction_mm}")
     rng = np.random.default_rng(seed)
     grid = _Grid(DEFAULT_REGION_MM if region_mm is None else region_mm, spacing)
     shape = grid.shape
@@ -274,7 +306,6 @@ def anatomical_phantom(
 
     # -- body, table and outside air ------------------------------------------------
     hu = np.full(shape, AIR_HU, dtype=np.float32)
-    in_plane = np.broadcast_to(np.zeros((1, 1, 1), dtype=bool), shape)
     body_2d = _ellipse(y, x, BODY_SEMI)
     body = np.broadcast_to(body_2d, shape).copy()
     table = np.broadcast_to((y >= TABLE_Y_MM[0]) & (y <= TABLE_Y_MM[1]) & (np.abs(x) < 230), shape)
@@ -283,7 +314,6 @@ def anatomical_phantom(
     hu[np.broadcast_to(_ellipse(y, x, MUSCLE_SEMI), shape)] = MUSCLE_HU
     cavity = np.broadcast_to(_ellipse(y, x, CAVITY_SEMI), shape)
     hu[cavity] = ABDOMEN_HU
-    del in_plane
 
     # Ribs: rings just outside the cavity, every 24 mm, rising posteriorly.
     rib_outer = _ellipse(y, x, (CAVITY_SEMI[0] + RIB_DEPTH_MM, CAVITY_SEMI[1] + RIB_DEPTH_MM))
@@ -308,9 +338,14 @@ def anatomical_phantom(
     hu[np.broadcast_to((x**2 + (y - 62.0) ** 2 <= 24.0**2) & (x**2 + (y - 62.0) ** 2 > 20.0**2), shape)] = BONE_HU
     hu[np.broadcast_to(x**2 + (y - 96.0) ** 2 <= 8.0**2, shape)] = CSF_HU
 
-    lungs = {side: _lung_shape(z, y, x, side, junction_mm) & ~organs for side in ("right", "left")}
-    # The gap between the lungs at the junction line is pleura and a little fat.
+    lungs = {side: _largest_piece(_lung_shape(z, y, x, side, junction_mm, posterior_junction_mm) & ~organs)
+             for side in ("right", "left")}
+    # The gap between the lungs at a junction line is pleura and a little fat.
     junction_band = (np.abs(x) <= junction_mm / 2.0 + 1.0) & (y < ANTERIOR_LIMIT_Y) & cavity
+    if posterior_junction_mm is not None:
+        (y0, y1), (z0, z1) = POSTERIOR_JUNCTION_BOX
+        junction_band = junction_band | ((np.abs(x) <= posterior_junction_mm / 2.0 + 1.0)
+                                         & (y >= y0) & (y <= y1) & (z >= z0) & (z <= z1))
     hu[junction_band & ~organs] = JUNCTION_HU
 
     # Airways: trachea from the top of the field to the carina, main bronchi into the lungs.
@@ -374,8 +409,11 @@ def anatomical_phantom(
     seeds = _lesion_seeds(lungs, grid, y)
     for index, volume_ml in enumerate(list(consolidation_ml) + list(ggo_ml)):
         is_consolidation = index < len(consolidation_ml)
-        side = ("right", "left")[index % 2]
-        candidates = np.flatnonzero(seeds[side] & lesion_region & ~consolidation & ~ggo)
+        # Alternate sides; a side the field of view misses gives its turn to the other.
+        for side in (("right", "left") if index % 2 == 0 else ("left", "right")):
+            candidates = np.flatnonzero(seeds[side] & lesion_region & ~consolidation & ~ggo)
+            if candidates.size:
+                break
         if candidates.size == 0 or volume_ml <= 0:
             continue
         seed_index = np.unravel_index(int(candidates[rng.integers(candidates.size)]), shape)
@@ -430,26 +468,36 @@ def anatomical_phantom(
     lung = lung_any
     between, gap_voxels = _between(lungs["right"], lungs["left"])
     mediastinum = between & np.broadcast_to(thorax, shape) & ~airway_lumen & ~gut_gas & body
-    # The junction line: anterior rows where the lungs come within a few voxels of each other.
-    thin = gap_voxels * grid.spacing[2] <= junction_mm + 2.0 * grid.spacing[2]
+    # The junction line: anterior rows where both lungs reach the line (within one voxel).
+    thin = gap_voxels * grid.spacing[2] <= junction_mm + grid.spacing[2]
     junction = mediastinum & np.broadcast_to(y < ANTERIOR_LIMIT_Y, shape) & thin[:, :, None]
+    posterior_junction = np.zeros(shape, dtype=bool)
+    if posterior_junction_mm is not None:
+        (y0, y1), (z0, z1) = POSTERIOR_JUNCTION_BOX
+        thin_back = gap_voxels * grid.spacing[2] <= posterior_junction_mm + grid.spacing[2]
+        posterior_junction = (mediastinum & np.broadcast_to((y >= y0) & (y <= y1) & (z >= z0) & (z <= z1), shape)
+                              & thin_back[:, :, None])
+    mediastinum_core = mediastinum & ~ndimage.binary_dilation(lung_any, np.ones((3, 3, 3), dtype=bool))
     outside_air = ~body & ~np.asarray(table) & ~padding
     truth = {
         "lung": lung, "right_lung": lungs["right"], "left_lung": lungs["left"],
-        "airways": airways, "trachea": trachea, "mediastinum": mediastinum, "junction": junction,
+        "airways": airways, "trachea": trachea, "mediastinum": mediastinum,
+        "mediastinum_core": mediastinum_core, "junction": junction,
+        "posterior_junction": posterior_junction,
         "stomach_gas": stomach, "colon_gas": colon, "gut_gas": gut_gas,
         "vessels": vessels, "emphysema": emphysema, "consolidation": consolidation, "ggo": ggo,
         "body": body, "outside_air": outside_air, "padding": np.array(padding),
     }
     lung_voxels = max(int(lung.sum()), 1)
     info = {
-        "lung_ml": lung_voxels * voxel_ml,
+        "lung_ml": float(lung.sum()) * voxel_ml,
         "laa950": float((volume[lung] < -950).sum()) / lung_voxels,
         "stomach_gas_ml": float(stomach.sum()) * voxel_ml,
         "colon_gas_ml": float(colon.sum()) * voxel_ml,
         "consolidation_ml": float(consolidation.sum()) * voxel_ml,
         "ggo_ml": float(ggo.sum()) * voxel_ml,
         "junction_mm": float(junction_mm),
+        "posterior_junction_mm": None if posterior_junction_mm is None else float(posterior_junction_mm),
         "padding_hu": float(padding_hu),
     }
     # Origin: LPS (x, y, z) of the centre of voxel [0, 0, 0].
@@ -457,6 +505,26 @@ def anatomical_phantom(
     geometry = Geometry(spacing=tuple(float(s) for s in grid.spacing), origin=origin)
     return Phantom(volume=volume, geometry=geometry, truth=truth,
                    lesion_fraction=float((consolidation | ggo).sum()) / lung_voxels, info=info)
+
+
+def _largest_piece(mask: np.ndarray) -> np.ndarray:
+    """The largest 6-connected part of a mask, plus parts reaching the grid's faces (they
+    may join it outside the field of view): slivers the organs cut off on a coarse grid
+    are not lung."""
+    import cc3d
+
+    if not mask.any():
+        return mask
+    labels = cc3d.connected_components(mask, connectivity=6)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    keep = np.zeros(sizes.size, dtype=bool)
+    keep[int(np.argmax(sizes))] = True
+    for axis in range(3):
+        for end in (0, -1):
+            keep[np.unique(np.take(labels, end, axis=axis))] = True
+    keep[0] = False
+    return keep[labels]
 
 
 def _box_of(mask):
@@ -565,6 +633,9 @@ def _add_emphysema(hu, noise, emphysema, allowed, lung, target, grid, rng) -> No
             break
         centre = np.array(np.unravel_index(int(flat), grid.shape))
         radius = rng.uniform(2.0, 7.0)
+        # Near the target, smaller blobs: the last one fills the remaining deficit.
+        deficit_mm3 = (want - below) * float(np.prod(spacing))
+        radius = min(radius, max((3.0 * deficit_mm3 / (4.0 * math.pi)) ** (1.0 / 3.0), 0.5 * float(spacing.min())))
         half = np.ceil(radius / spacing).astype(int)
         box = tuple(slice(max(c - h, 0), min(c + h + 1, n)) for c, h, n in zip(centre, half, grid.shape))
         grids = np.ogrid[tuple(slice(b.start - c, b.stop - c) for b, c in zip(box, centre))]

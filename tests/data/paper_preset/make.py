@@ -15,7 +15,8 @@ For every case below, the volume comes from the frozen generator
 optionally cropped; then ``lung_mask(volume, spacing, preset="zaffino2021", **overrides)``
 (fast backend), ``label_tissue`` with the published mixture ``models/zaffino2021.json``
 and ``median_labels`` (4-voxel window). ``<case>.npz`` holds ``mask`` (bool), ``labels``
-and ``median`` (uint8), written with ``numpy.savez_compressed``.
+and ``median`` (uint8), written with ``numpy.savez_compressed``; ``volumes.json`` the
+SHA-256 of every case's volume.
 
 Case ``paper_exact`` runs the preset unchanged (islands of 5e5 voxels, closing balls of
 30 and 20 voxels): its lungs are cut from a 200 x 320 x 320 phantom so that they pass the
@@ -23,7 +24,11 @@ paper's island size. The smaller cases scale the voxel-unit sizes down, as
 ``tests/test_lung.py`` does, to cover other spacings, seeds and lesion loads quickly.
 
 Rerunning this script with later code must not be used to "refresh" the fixture: the
-point of the fixture is that it records what 8472b8a computed.
+point of the fixture is that it records what 8472b8a computed. The volumes depend on
+numpy's random streams (``default_rng``, ``standard_normal``) and scipy's filters; the
+arrays were made with numpy 2.4.6, scipy 1.17.1 and SimpleITK 2.5.7. Should a future
+numpy change those streams, the test fails on the volumes, not on the lung mask:
+``test_paper_preset.py`` checks a digest of each regenerated volume first.
 """
 
 from __future__ import annotations
@@ -85,11 +90,35 @@ def case_arrays(name: str) -> dict[str, np.ndarray]:
     return {"mask": mask, "labels": labels, "median": median_labels(labels)}
 
 
+def volume_digest(name: str) -> str:
+    """SHA-256 of a case's int16 volume bytes (C order)."""
+    import hashlib
+
+    volume, _ = case_volume(name)
+    return hashlib.sha256(np.ascontiguousarray(volume, dtype=np.int16).tobytes()).hexdigest()
+
+
+def write_volume_digests() -> None:
+    """``volumes.json``: the digest, shape and spacing of every case's volume.
+
+    It depends on the frozen generator only (not on radiolab's lung mask), so it was
+    added after the arrays, from the same generator.
+    """
+    import json
+
+    record = {}
+    for name in CASES:
+        volume, spacing = case_volume(name)
+        record[name] = {"sha256": volume_digest(name), "shape": list(volume.shape), "spacing_mm": list(spacing)}
+    (HERE / "volumes.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     for name in CASES:
         arrays = case_arrays(name)
         np.savez_compressed(HERE / f"{name}.npz", **arrays)
         print(name, arrays["mask"].shape, int(arrays["mask"].sum()), "mask voxels")
+    write_volume_digests()
 
 
 if __name__ == "__main__":
