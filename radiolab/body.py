@@ -5,7 +5,10 @@ the image edge (a lung cut by a cropped field of view touches it too). In each a
 slice the *body envelope* is the convex hull of the body's tissue (HU above
 ``body_hu``); padding values (below ``padding_hu``, the scan circle of many scanners)
 are never tissue and always outside. An air island is outside air when more than
-``outside_fraction`` of its voxels lie outside the envelope or in the padding. A lung
+``outside_fraction`` of its voxels lie outside the envelope or in the padding, and it
+is nearly pure air (at least ``gas_min_air_fraction`` below -950 HU). A lung cut at a
+corner of the field of view can lie mostly outside the hull of the tissue around it,
+but is a mixture of air and tissue around -850 HU. A lung
 cut by the crop lies within the hull of the chest wall around it; the air around the
 patient, between the arms and under the table does not.
 
@@ -86,17 +89,23 @@ def _convex_fill(points: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.n
     return inside
 
 
-def outside_share(labels: np.ndarray, count: int, inside: np.ndarray, steps) -> np.ndarray:
-    """Per label (index 0..count), the share of its sampled voxels outside the envelope.
+def outside_share(labels: np.ndarray, count: int, inside: np.ndarray, steps, volume: np.ndarray | None = None,
+                  air_hu: float = -950.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per label (index 0..count), the share of its sampled voxels outside the envelope,
+    and the share below ``air_hu`` (pure air; 1 without ``volume``).
 
-    Labels with no sampled voxel get 0 (too small to matter).
+    Labels with no sampled voxel get 0 outside (too small to matter).
     """
     sampled = labels[::steps[0], ::steps[1], ::steps[2]]
     total = np.bincount(sampled.ravel(), minlength=count + 1).astype(float)
     outside = np.bincount(sampled[~inside], minlength=count + 1).astype(float)
     share = np.zeros(count + 1)
     np.divide(outside, total, out=share, where=total > 0)
-    return share
+    pure = np.ones(count + 1)
+    if volume is not None:
+        below = volume[::steps[0], ::steps[1], ::steps[2]] < air_hu
+        np.divide(np.bincount(sampled[below], minlength=count + 1), total, out=pure, where=total > 0)
+    return share, pure
 
 
 def midline_index(inside: np.ndarray, steps) -> float:

@@ -3,8 +3,8 @@
 Steps (in patient coordinates, on the canonical view of `radiolab.orientation`):
 
 1. Candidates: voxels below ``threshold_hu``, opened with a ball of ``opening`` mm.
-2. Outside air (`radiolab.body`): air islands mostly outside the body envelope or in
-   the scanner's padding. Prevents: a lung cut by a cropped field of view being
+2. Outside air (`radiolab.body`): pure-air islands mostly outside the body envelope
+   or in the scanner's padding. Prevents: a lung cut by a cropped field of view being
    dropped because it touches the image edge.
 3. Airways (`radiolab.airways`): trachea and main bronchi traced from the neck down and
    removed. Prevents: the airways in the mask, and the lungs joined through them.
@@ -141,11 +141,11 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
         return None
     inside, steps = body.envelope(volume, spacing, body_hu=tuning.body_hu, padding_hu=tuning.padding_hu,
                                   grid_mm=tuning.body_grid_mm)
-    share = body.outside_share(labels, count, inside, steps)
+    share, pure = body.outside_share(labels, count, inside, steps, volume, air_hu=tuning.gas_air_hu)
     spine = body.spine_midline(volume, inside, steps, spacing)
     midline = body.midline_index(inside, steps) if spine is None else spine
     centres = body.slice_centres(inside, steps, volume.shape[0])
-    in_body = share <= tuning.outside_fraction
+    in_body = (share <= tuning.outside_fraction) | (pure < tuning.gas_min_air_fraction)
     in_body[0] = False
     stats = cc3d.statistics(labels, no_slice_conversion=True)
     voxel_ml = float(np.prod(spacing)) / 1000.0

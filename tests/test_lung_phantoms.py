@@ -162,3 +162,4 @@ def test_one_lung_gets_its_side_from_the_trachea_not_the_image_centre():
     assert not (result.sides == RIGHT).any()
     assert dice(result.sides == LEFT, left) >= 0.97
     assert any("one lung" in note for note in result.notes)
+

@@ -145,3 +145,26 @@ def test_whole_chest_gut_gas_is_rejected(whole_chest):
     gas[:, volume.shape[1] // 2:] = False  # anterior half only
     assert gas.sum() > 20
     assert not (result.mask[:6] & gas).any()
+
+
+def test_lung_cut_at_a_corner_of_the_field_of_view_is_kept():
+    # pydicom's CT_small: one 128 x 128 slice of a chest cropped around the spine, the
+    # right lung in the top-left corner, the left lung in the top-right one. The hull of
+    # the tissue around the right lung cuts off most of it, yet it is lung (air mixed
+    # with tissue, around -800 HU), not outside air.
+    from pydicom.data import get_testdata_file
+
+    source = get_testdata_file("CT_small.dcm", download=False)
+    if source is None:
+        pytest.skip("pydicom test file CT_small.dcm is not installed")
+    dataset = pydicom.dcmread(source)
+    volume = (dataset.pixel_array * float(dataset.RescaleSlope) + float(dataset.RescaleIntercept))[None]
+    row_mm, col_mm = (float(v) for v in dataset.PixelSpacing)
+    sides = segment_lungs(volume.astype(np.int16), (5.0, row_mm, col_mm), SETTINGS).sides
+    # The patient's right lung: low x index, top rows; every voxel of it below -600 HU is
+    # lung, and the mask covers nearly all of them.
+    right_air = np.zeros(volume.shape, dtype=bool)
+    right_air[:, :60, :50] = volume[:, :60, :50] < -600
+    assert right_air.sum() > 1000
+    assert np.mean(sides[right_air] == RIGHT) > 0.95
+    assert np.count_nonzero(sides == LEFT) > 1000

@@ -274,7 +274,8 @@ def qc_figure(
         extent = (0.0, cols * px[1], rows * px[0], 0.0)
         rgb = overlay(window(hu, width=window_width, level=window_level), lab, alpha=alpha)
         ax.imshow(rgb, extent=extent, interpolation="nearest", aspect="equal")
-        if msk.any() and not msk.all():
+        # A contour needs two rows and columns: a one-slice volume's side views have one.
+        if msk.any() and not msk.all() and min(msk.shape) >= 2:
             xs = (np.arange(cols) + 0.5) * px[1]
             ys = (np.arange(rows) + 0.5) * px[0]
             ax.contour(xs, ys, msk.astype(np.float32), levels=[0.5], colors=["#ff2bd6"], linewidths=0.9)
