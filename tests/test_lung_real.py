@@ -168,3 +168,36 @@ def test_lung_cut_at_a_corner_of_the_field_of_view_is_kept():
     assert right_air.sum() > 1000
     assert np.mean(sides[right_air] == RIGHT) > 0.95
     assert np.count_nonzero(sides == LEFT) > 1000
+
+
+def test_segment_writes_sides_and_airways_and_records_the_tuning(real_data, tmp_path):
+    import json
+    import shutil
+
+    from radiolab.cli.segment import main
+    from radiolab.io import read_header, read_volume
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    shutil.copy(real_data("cip/TestInput.nrrd"), scans / "TestInput.nrrd")
+    out = tmp_path / "out"
+    assert main(["--in", str(scans), "--out", str(out), "--model", "zaffino2021", "--quiet",
+                 "--lung-setting", "airway_max_area_cm2=9"]) == 0
+    sides = read_volume(out / "TestInput_sides.nrrd").array
+    airways = read_volume(out / "TestInput_airways.nrrd").array
+    lung = read_volume(out / "TestInput_lung.nrrd").array
+    assert set(np.unique(sides)) == {0, 1, 2} and np.array_equal(sides > 0, lung > 0)
+    assert airways.any() and not (airways.astype(bool) & (lung > 0)).any()
+    header = read_header(out / "TestInput_sides.nrrd")
+    assert header["Segment0_Name"] == "right lung" and header["Segment1_Name"] == "left lung"
+    parameters = json.loads(read_header(out / "TestInput_lung.nrrd")["radiolab_parameters"])
+    assert parameters["lung_mask"]["chest"]["airway_max_area_cm2"] == 9
+    import csv
+
+    with (out / "summary.csv").open() as table:
+        row = next(csv.DictReader(table))
+    spacing = np.prod(read_volume(out / "TestInput_airways.nrrd").geometry.spacing)
+    assert float(row["airway_volume_ml"]) == pytest.approx(airways.astype(bool).sum() * spacing / 1000, rel=1e-3)
+    right_ml = np.count_nonzero(sides == 1) * spacing / 1000
+    assert float(row["right_lung_volume_ml"]) == pytest.approx(right_ml, rel=1e-3)
+    assert main(["--in", str(scans), "--out", str(tmp_path / "bad"), "--quiet", "--lung-setting", "nope=1"]) == 2

@@ -34,6 +34,9 @@ def _get_parser() -> argparse.ArgumentParser:
                         help="override the minimum island: mL (default) or voxels (zaffino2021)")
     parser.add_argument("--closing-radii", type=float, nargs="+",
                         help="override the closing ball radii: mm (default) or voxels (zaffino2021)")
+    parser.add_argument("--lung-setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a real-CT step of the default preset (docs/lung.md), e.g. "
+                             "gas_max_vessel_fraction=0.02; repeatable")
     add_mask_arguments(parser)
     parser.add_argument("--backend", default="fast", choices=BACKENDS,
                         help="'fast' (default) or 'reference' (the paper's library calls, slow)")
@@ -104,8 +107,25 @@ def config_from_args(args: argparse.Namespace):
         threshold_hu=args.threshold_hu, opening=args.opening, min_island=args.min_island,
         closing_radii=tuple(args.closing_radii) if args.closing_radii else None,
         lung_masks=check_mask_folder(args.lung_masks, args.mask_format), mask_format=args.mask_format,
-        dicom_seg=args.dicom_seg,
+        dicom_seg=args.dicom_seg, lung_tuning=_lung_tuning(args.lung_setting),
     )
+
+
+def _lung_tuning(items: list[str]) -> tuple[tuple[str, float], ...] | None:
+    """``NAME=VALUE`` overrides as (name, number) pairs; a usage error names a bad one."""
+    from radiolab.lung import CHEST_FIELDS
+
+    pairs = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in CHEST_FIELDS:
+            raise ValueError(f"--lung-setting {item!r}: expected NAME=VALUE with NAME one of {', '.join(CHEST_FIELDS)}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"--lung-setting {item!r}: {value!r} is not a number") from None
+        pairs.append((name, int(number) if name == "thin_max_slices" else number))
+    return tuple(pairs) or None
 
 
 def check_mask_folder(folder: str | None, mask_format: str | None = None) -> str | None:

@@ -38,6 +38,9 @@ class SegmentConfig:
     mask_format : str, optional
         Convention of the external masks (`radiolab.external_masks.MASK_FORMATS`);
         None detects what is unambiguous.
+    lung_tuning : tuple of (str, float), optional
+        Overrides of the default preset's real-CT steps by field name
+        (`radiolab.chest_tuning.ChestTuning`), in its units.
     dicom_seg : bool
         Also write ``<id>_labels.seg.dcm`` for scans read directly from a DICOM series
         (it carries the source's patient and study modules).
@@ -59,10 +62,12 @@ class SegmentConfig:
     lung_masks: str | None = None
     mask_format: str | None = None
     dicom_seg: bool = False
+    lung_tuning: tuple[tuple[str, float], ...] | None = None
 
     def lung_settings(self):
         return settings_for(self.preset, threshold_hu=self.threshold_hu, opening=self.opening,
-                            min_island=self.min_island, closing_radii=self.closing_radii)
+                            min_island=self.min_island, closing_radii=self.closing_radii,
+                            **dict(self.lung_tuning or ()))
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -76,6 +81,8 @@ class SegmentConfig:
         kwargs = {key: value for key, value in data.items() if key in names}
         if kwargs.get("closing_radii") is not None:
             kwargs["closing_radii"] = tuple(kwargs["closing_radii"])
+        if kwargs.get("lung_tuning") is not None:
+            kwargs["lung_tuning"] = tuple((str(k), v) for k, v in kwargs["lung_tuning"])
         return cls(**kwargs)
 
     def mask_key(self) -> str:
