@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-features clean
+.PHONY: install demo test test-wheel bench bench-features clean
 
 install: $(STAMP)
 
@@ -26,6 +26,22 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The wheel as users get it: built from the tree, installed with its dependencies (from
+# PyPI) into a fresh venv, run from a folder outside the source tree: `radiolab segment
+# --model zaffino2021` on a phantom, then tests/test_data.py against the installed package.
+WHEEL_CHECK := build/wheel-check
+test-wheel:
+	rm -rf $(WHEEL_CHECK) && mkdir -p $(WHEEL_CHECK)/work
+	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir $(WHEEL_CHECK)/dist .
+	$(PYTHON) -m venv $(WHEEL_CHECK)/venv
+	$(WHEEL_CHECK)/venv/bin/pip install --quiet "$$(ls $(WHEEL_CHECK)/dist/radiolab-*.whl)[test]"
+	cd $(WHEEL_CHECK)/work && ../venv/bin/python -c "from radiolab.synthetic import make_cohort; \
+		make_cohort('scans', 1, shape=(40, 64, 64), spacing=(7.0, 5.0, 5.0), seed=0)"
+	cd $(WHEEL_CHECK)/work && ../venv/bin/radiolab segment --model zaffino2021 --in scans --out labels --quiet
+	test -s $(WHEEL_CHECK)/work/labels/case_000_labels.nrrd
+	cd $(WHEEL_CHECK)/work && RADIOLAB_WHEEL_TEST=1 ../venv/bin/python -m pytest -q -p no:cacheprovider \
+		-c /dev/null --rootdir . -W error $(CURDIR)/tests/test_data.py
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_segment.py
 
@@ -34,4 +50,4 @@ bench-features: $(STAMP)
 	$(BIN)/python benchmarks/bench_features.py --work bench-features
 
 clean:
-	rm -rf $(VENV) demo-out bench-features .pytest_cache
+	rm -rf $(VENV) demo-out bench-features .pytest_cache $(WHEEL_CHECK)

@@ -28,8 +28,7 @@ CLASS_NAMES = ("air", "healthy", "ggo", "consolidation", "other")
 CLASS_TITLES = ("air", "healthy lung", "ground-glass opacity", "consolidation", "other dense tissue")
 N_CLASSES = len(CLASS_NAMES)
 INT16_OFFSET = 32768
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-BUILTIN_MODELS = ("zaffino2021",)
+BUILTIN_MODELS = ("zaffino2021",)  # radiolab/data/models/<name>.json
 
 
 @dataclass
@@ -450,16 +449,18 @@ def load_mixture(spec: str | os.PathLike[str], *, trust_pickle: bool = False) ->
     InputError
         Naming the file, if it is missing, not valid, or a pickle without trust.
     """
+    from radiolab.data import resource
+
     spec = os.fspath(spec)
     if spec in BUILTIN_MODELS:
-        path = MODELS_DIR / f"{spec}.json"
+        path = resource("models", f"{spec}.json")
         source = spec
     else:
         path = Path(spec)
         source = str(path)
     if not path.is_file():
         raise InputError(source, "model file not found; give a JSON file or one of: " + ", ".join(BUILTIN_MODELS))
-    if path.suffix.lower() in (".joblib", ".pkl", ".pickle"):
+    if path.name.lower().endswith((".joblib", ".pkl", ".pickle")):
         if not trust_pickle:
             raise InputError(source, "refusing to unpickle a model: unpickling runs code stored in the "
                              "file; pass --trust-pickle only for files you trust")

@@ -52,7 +52,6 @@ from radiolab.errors import InputError, RadiolabError, StageError
 from radiolab.io import is_volume_file, write_json_atomic
 from radiolab.segment import SegmentConfig
 
-PIPELINES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
 TOP_LEVEL_KEYS = ("name", "description", "stages")
 STAGE_KEYS = ("stage", "params")
 
@@ -522,23 +521,16 @@ def parse_pipeline(data: Any, *, source: str = "pipeline") -> Pipeline:
 
 
 def builtin_pipelines() -> list[str]:
-    """Names of the shipped pipeline files (``pipelines/*.yaml`` that declare stages).
+    """Names of the shipped pipelines (``radiolab/data/pipelines/*.yaml`` that declare
+    stages; see `radiolab.data`)."""
+    from radiolab.data import pipeline_names
 
-    ``pipelines/radiomics.yaml`` lives there too but is a pyradiomics parameter file.
-    """
-    if not PIPELINES_DIR.is_dir():
-        return []
-    names = []
-    for path in sorted(PIPELINES_DIR.glob("*.yaml")):
-        with open(path, encoding="utf-8") as handle:
-            if any(line.startswith("stages:") for line in handle):
-                names.append(path.stem)
-    return names
+    return pipeline_names()
 
 
 def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
-    """Read and validate a pipeline file; a bare name (``zaffino2021``) is looked up in
-    the project's ``pipelines/`` folder.
+    """Read and validate a pipeline file; a bare name (``zaffino2021``) is a built-in
+    pipeline, shipped inside the package (`radiolab.data`).
 
     Raises
     ------
@@ -547,21 +539,30 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
     """
     import yaml
 
+    from radiolab.data import resource
+
     path = os.fspath(path)
+    text = None
+    source = path
     if not os.path.exists(path) and os.sep not in path and not path.endswith((".yaml", ".yml")):
-        candidate = PIPELINES_DIR / f"{path}.yaml"
-        if candidate.is_file():
-            path = str(candidate)
-    if not os.path.isfile(path):
-        available = builtin_pipelines()
-        raise InputError(path, "pipeline file does not exist"
-                         + (f"; built-in pipelines: {', '.join(available)}" if available else ""))
+        builtin = resource("pipelines", f"{path}.yaml")
+        if builtin.is_file():
+            text, source = builtin.read_text(encoding="utf-8"), str(builtin)
+    if text is None:
+        if not os.path.isfile(path):
+            available = builtin_pipelines()
+            raise InputError(path, "pipeline file does not exist"
+                             + (f"; built-in pipelines: {', '.join(available)}" if available else ""))
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as error:
+            raise InputError(path, f"cannot read the pipeline file: {error}") from None
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise InputError(path, f"not valid YAML: {error}") from None
-    return parse_pipeline(data, source=path)
+    return parse_pipeline(data, source=str(source))
 
 
 @dataclass

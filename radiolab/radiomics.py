@@ -44,6 +44,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from radiolab import __version__
+from radiolab.data import RADIOMICS_PARAMS, resource
 from radiolab.errors import InputError, OptionalDependencyError
 from radiolab.io import Geometry
 from radiolab.lung import bounding_box
@@ -65,8 +66,8 @@ SKIP_COLUMN = "skip_reason"
 # pyradiomics' texture classes: they need neighbouring voxels, hence a minimum region size.
 TEXTURE_CLASSES = ("glcm", "glrlm", "glszm", "gldm", "ngtdm")
 
-PIPELINES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
-DEFAULT_PARAMS = PIPELINES_DIR / "radiomics.yaml"
+# Shipped in the package (radiolab.data); the repository's pipelines/radiomics.yaml is its copy.
+DEFAULT_PARAMS = resource("pipelines", RADIOMICS_PARAMS)
 MIN_TEXTURE_VOXELS = 125
 # Voxel-based maps cover the region's bounding box, one float map per feature (93 with
 # the default classes), and cost about 1.5 ms of CPU per region voxel
@@ -182,7 +183,7 @@ def load_params(params: str | os.PathLike[str] | Mapping[str, Any] | None = None
     ----------
     params : str, os.PathLike, mapping or None
         A pyradiomics parameter file (YAML or JSON), an already parsed mapping, or None
-        for radiolab's default ``pipelines/radiomics.yaml``.
+        for radiolab's default ``pipelines/radiomics.yaml`` (shipped in `radiolab.data`).
 
     Returns
     -------
@@ -200,8 +201,9 @@ def load_params(params: str | os.PathLike[str] | Mapping[str, Any] | None = None
     """
     _pyradiomics()
     if params is None:
-        params = DEFAULT_PARAMS
-    if isinstance(params, Mapping):
+        where, data = str(DEFAULT_PARAMS), _parse_params_text(str(DEFAULT_PARAMS),
+                                                               DEFAULT_PARAMS.read_text(encoding="utf-8"))
+    elif isinstance(params, Mapping):
         where, data = "<parameters>", copy.deepcopy(dict(params))
     else:
         where = os.fspath(params)
@@ -211,15 +213,21 @@ def load_params(params: str | os.PathLike[str] | Mapping[str, Any] | None = None
 
 
 def _read_params_file(path: str) -> dict[str, Any]:
-    import yaml
-
     if not os.path.isfile(path):
         raise InputError(path, "parameter file does not exist")
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+            text = handle.read()
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(path, f"cannot read parameter file: {error}") from None
+    return _parse_params_text(path, text)
+
+
+def _parse_params_text(path: str, text: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise InputError(path, f"not a YAML/JSON pyradiomics parameter file: {error}") from None
     if data is None:

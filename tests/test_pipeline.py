@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from radiolab.cli import run as run_cli
+from radiolab.data import resource
 from radiolab.errors import InputError, StageError
 from radiolab.pipeline import (
-    PIPELINES_DIR,
     STAGES,
     CorrelateParams,
     FeaturesParams,
@@ -47,7 +47,7 @@ def _write(path: Path, data) -> Path:
 # -- the shipped pipelines ---------------------------------------------------------------------
 
 def test_zaffino2021_pipeline_is_paper_exact():
-    pipeline = load_pipeline(PIPELINES_DIR / "zaffino2021.yaml")
+    pipeline = load_pipeline(resource("pipelines", "zaffino2021.yaml"))
     assert [spec.stage for spec in pipeline.stages] == ["ingest", "segment", "features", "correlate"]
     segment = pipeline.stages[1].params
     assert isinstance(segment, SegmentConfig)
