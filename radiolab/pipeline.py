@@ -31,7 +31,8 @@ correlate ``--scores`` CSV + ``labels/``           ``correlation/`` (skipped
 
 Segment runs on the chosen backend (joblib, Dask, SLURM/PBS) and resumes per scan. The
 other stages are skipped on a rerun when their record in ``pipeline.json`` shows the
-same parameters and the same upstream outputs (``force`` reruns them). Stage modules
+same parameters, the same algorithm versions (`Stage.versions`, bumped with any change
+of a stage's output) and the same upstream outputs (``force`` reruns them). Stage modules
 are imported only when the stage runs.
 """
 
@@ -206,7 +207,8 @@ def _run_ingest(context: RunContext, params: IngestParams) -> StageResult:
         raise StageError("pipeline", "ingest", "ingest reads one folder of DICOM files; give --in DICOM_ROOT")
     root = context.inputs[0]
     out = context.out_dir / "volumes"
-    key = _hash({"params": dataclasses.asdict(params), "listing": _listing_fingerprint(root), "version": __version__})
+    key = _hash({"params": dataclasses.asdict(params), "listing": _listing_fingerprint(root),
+                 "versions": algorithm_versions("ingest")})
     previous = context.records.get("ingest", {})
     written = previous.get("outputs", {}).get("written", [])
     context.state["scans"] = [str(out)]
@@ -257,7 +259,8 @@ def _run_segment(context: RunContext, params: SegmentConfig) -> StageResult:
                f"{len(report.errors)} failed")
     if not report.rows:
         raise StageError("pipeline", "segment", f"no scan was labelled ({message}); see {out / 'errors.csv'}")
-    key = _hash({"config": params.to_json(), "mixture": report.mixture.to_json() if report.mixture else None,
+    key = _hash({"config": params.to_json(), "versions": algorithm_versions("segment"),
+                 "mixture": report.mixture.to_json() if report.mixture else None,
                  "scans": sorted(row["id"] for row in report.rows),
                  "summary": _file_hash(out / "summary.csv")})
     context.state["fingerprint"] = key
@@ -277,7 +280,7 @@ def _run_features(context: RunContext, params: FeaturesParams) -> StageResult:
     out = context.out_dir / "features.csv"
     param_file = None if params.params is None else str((context.base_dir / params.params).resolve())
     key = _hash({"params": dataclasses.asdict(params), "param_file": _file_hash(Path(param_file)) if param_file else "",
-                 "upstream": context.state.get("fingerprint", ""), "version": __version__})
+                 "upstream": context.state.get("fingerprint", ""), "versions": algorithm_versions("features")})
     context.state["features"] = str(out)
     skipped = _up_to_date(context, "features", key, [out])
     if skipped is not None:
@@ -301,7 +304,7 @@ def _run_correlate(context: RunContext, params: CorrelateParams) -> StageResult:
         raise InputError(context.scores, "scores file does not exist")
     out = context.out_dir / "correlation"
     key = _hash({"params": dataclasses.asdict(params), "scores": _file_hash(Path(context.scores)),
-                 "upstream": context.state.get("fingerprint", ""), "version": __version__})
+                 "upstream": context.state.get("fingerprint", ""), "versions": algorithm_versions("correlate")})
     skipped = _up_to_date(context, "correlate", key, [out])
     if skipped is not None:
         return skipped
@@ -340,6 +343,13 @@ class Stage:
         Extra validation of the parameters (raises ValueError).
     module : str
         The module the stage imports when it runs (checked before a run starts).
+    versions : dict of str to int
+        Algorithm version of each step of the stage (one step for most stages; segment
+        has ``lung_mask``, ``mixture_fit`` and ``labels``). Bump a step's version with
+        any change of the code that changes what the step writes: the version is part
+        of the step's resume key, so a rerun recomputes that step's outputs and what
+        depends on them, and nothing else. Every output records the versions it was
+        made with.
     """
 
     key: str
@@ -350,21 +360,37 @@ class Stage:
     requires: tuple[str, ...] = ()
     check: Callable[[Any], None] | None = None
     module: str = ""
+    versions: dict[str, int] = field(default_factory=dict)
 
 
 #: The stage registry: the only place a stage is named.
 STAGES: dict[str, Stage] = {
     "ingest": Stage("ingest", "DICOM CT series -> NRRD volumes (radiolab.dicom)", IngestParams, _run_ingest,
-                    module="radiolab.dicom"),
+                    module="radiolab.dicom", versions={"ingest": 1}),
     "segment": Stage("segment", "lung mask, pooled mixture, tissue labels (radiolab.segment)", SegmentConfig,
-                     _run_segment, after=("ingest",), check=_check_segment, module="radiolab.segment"),
+                     _run_segment, after=("ingest",), check=_check_segment, module="radiolab.segment",
+                     versions={"lung_mask": 1, "mixture_fit": 1, "labels": 1}),
     "features": Stage("features", "radiomic features of the tissue regions (radiolab features)",
                       FeaturesParams, _run_features, after=("ingest", "segment"), requires=("segment",),
-                      module="radiolab.cli.features"),
+                      module="radiolab.cli.features", versions={"features": 1}),
     "correlate": Stage("correlate", "correlation of tissue volumes with clinical scores (radiolab.stats)",
                        CorrelateParams, _run_correlate, after=("ingest", "segment", "features"),
-                       requires=("segment",), module="radiolab.stats"),
+                       requires=("segment",), module="radiolab.stats", versions={"correlate": 1}),
 }
+
+
+def algorithm_version(step: str) -> int:
+    """The algorithm version of a step (``lung_mask``, ``labels``, ``features`` ...), from
+    the versions of the registered stages (see `Stage`)."""
+    for stage in STAGES.values():
+        if step in stage.versions:
+            return stage.versions[step]
+    raise KeyError(f"no registered stage has a step {step!r}")
+
+
+def algorithm_versions(stage: str) -> dict[str, int]:
+    """The algorithm versions of a registered stage's steps (a copy)."""
+    return dict(STAGES[stage].versions)
 
 
 # -- the configuration model ------------------------------------------------------------------
@@ -666,7 +692,8 @@ def run_pipeline(
         report.results.append(result)
         # An up-to-date stage keeps its "done" record, so that the next run skips it too.
         record["stages"][spec.stage] = {"status": "done" if result.up_to_date else result.status,
-                                        "message": result.message, "outputs": result.outputs, "key": result.key}
+                                        "message": result.message, "outputs": result.outputs, "key": result.key,
+                                        "algorithm_versions": algorithm_versions(spec.stage)}
         write_json_atomic(record_path, record)
     report.segment = context.state.get("segment_report")
     return report

@@ -335,9 +335,11 @@ def extract_cohort(
     write_table(report.rows, out_path, format=format, columns=report.columns)
     write_errors(report.errors, report.errors_path)
     from radiolab.io import write_json_atomic
+    from radiolab.pipeline import algorithm_versions
 
     write_json_atomic(report.provenance_path, {
         "radiolab_version": __version__,
+        "algorithm_versions": algorithm_versions("features"),
         "pyradiomics_version": version,
         "params_sha256": params_sha256(resolved),
         "params": _json_safe(resolved),
