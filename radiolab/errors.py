@@ -44,6 +44,15 @@ class NoLungError(RadiolabError, ValueError):
     """No lung island survived the lung-mask rules."""
 
 
+class ParameterError(RadiolabError, ValueError):
+    """A setting or option whose value radiolab cannot use; the message names it and
+    says what is allowed."""
+
+
+class FitError(RadiolabError, ValueError):
+    """The pooled mixture cannot be fitted on the data given (too few distinct HU values)."""
+
+
 class OptionalDependencyError(RadiolabError, ImportError):
     """An optional dependency (torch, Dask, pyradiomics) is missing."""
 

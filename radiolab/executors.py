@@ -33,7 +33,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from radiolab.errors import InputError, OptionalDependencyError, RadiolabError
+from radiolab.errors import InputError, OptionalDependencyError, ParameterError, RadiolabError
 from radiolab.lung import KERNEL_THREADS_VARIABLE
 
 DEFAULT_ATTEMPTS = 3
@@ -54,10 +54,13 @@ class TaskFailure:
         The last error, one line (``ExceptionType: text``).
     attempts : int
         How many times the task was tried.
+    traceback : str
+        The last error's traceback ("" when the worker process died).
     """
 
     message: str
     attempts: int
+    traceback: str = ""
 
     def __str__(self) -> str:
         return f"{self.message} (failed {self.attempts} time{'s' if self.attempts != 1 else ''})"
@@ -83,7 +86,7 @@ class Executor:
 
     def __init__(self, *, attempts: int = DEFAULT_ATTEMPTS) -> None:
         if attempts < 1:
-            raise ValueError(f"attempts must be at least 1, got {attempts}")
+            raise ParameterError(f"attempts must be at least 1, got {attempts}")
         self.attempts = attempts
 
     @property
@@ -148,7 +151,11 @@ def _attempt(function: Callable[[Any], Any], item: Any, attempts: int) -> Any:
         except Exception as error:  # retried: the task decides which errors are final
             last = error
     assert last is not None
-    return TaskFailure(_one_line(last), attempts)
+    return TaskFailure(_one_line(last), attempts, _traceback_text(last))
+
+
+def _traceback_text(error: BaseException) -> str:
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
 
 
 class SerialExecutor(Executor):
@@ -196,7 +203,7 @@ class JoblibExecutor(Executor):
     def __init__(self, jobs: int, *, attempts: int = DEFAULT_ATTEMPTS) -> None:
         super().__init__(attempts=attempts)
         if jobs < 1:
-            raise ValueError(f"jobs must be at least 1, got {jobs}")
+            raise ParameterError(f"jobs must be at least 1, got {jobs}")
         self.jobs = jobs
 
     def describe(self) -> str:
@@ -298,7 +305,8 @@ class DaskExecutor(Executor):
                 try:
                     result = future.result()
                 except Exception as error:  # the task raised, or its workers kept dying
-                    result = TaskFailure(_describe_dask_error(error), _dask_attempts(error, self.attempts))
+                    result = TaskFailure(_describe_dask_error(error), _dask_attempts(error, self.attempts),
+                                         _traceback_text(error))
                 except BaseException as error:  # a cancelled future (asyncio's CancelledError)
                     if "Cancelled" not in type(error).__name__:
                         raise
@@ -403,21 +411,21 @@ class ClusterConfig:
         for name in ("cores", "processes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"cluster setting {name!r} must be a positive integer, got {value!r}")
+                raise ParameterError(f"cluster setting {name!r} must be a positive integer, got {value!r}")
         if self.processes > self.cores:
-            raise ValueError(f"cluster setting 'processes' ({self.processes}) exceeds 'cores' ({self.cores})")
+            raise ParameterError(f"cluster setting 'processes' ({self.processes}) exceeds 'cores' ({self.cores})")
         for name in ("job_extra_directives", "job_script_prologue", "worker_extra_args"):
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-                raise ValueError(f"cluster setting {name!r} must be a list of strings, got {value!r}")
+                raise ParameterError(f"cluster setting {name!r} must be a list of strings, got {value!r}")
             object.__setattr__(self, name, tuple(value))
         for name in ("queue", "account", "memory", "walltime", "job_name", "local_directory",
                      "log_directory", "interface", "python", "resource_spec"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
-                raise ValueError(f"cluster setting {name!r} must be a string, got {value!r}")
+                raise ParameterError(f"cluster setting {name!r} must be a string, got {value!r}")
         if not isinstance(self.scheduler_options, dict):
-            raise ValueError(f"cluster setting 'scheduler_options' must be a mapping, got {self.scheduler_options!r}")
+            raise ParameterError(f"cluster setting 'scheduler_options' must be a mapping, got {self.scheduler_options!r}")
 
     @classmethod
     def from_mapping(cls, data: Any, *, source: str = "cluster config") -> "ClusterConfig":
@@ -458,7 +466,7 @@ class ClusterConfig:
         if kind == "pbs" and self.resource_spec is not None:
             kwargs["resource_spec"] = self.resource_spec
         elif self.resource_spec is not None:
-            raise ValueError("cluster setting 'resource_spec' applies to PBS only")
+            raise ParameterError("cluster setting 'resource_spec' applies to PBS only")
         return kwargs
 
 
@@ -535,7 +543,7 @@ def local_cluster(workers: int, *, attempts: int = DEFAULT_ATTEMPTS, threads_per
     """
     distributed = _import_distributed("--cluster local")
     if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+        raise ParameterError(f"workers must be at least 1, got {workers}")
     with kernel_threads(max(1, (os.cpu_count() or 1) // workers)):
         return distributed.LocalCluster(
             n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
@@ -562,7 +570,7 @@ def jobqueue_cluster(kind: str, config: ClusterConfig = ClusterConfig(), *,
         A task is declared failed once ``attempts`` workers died running it.
     """
     if kind not in ("slurm", "pbs"):
-        raise ValueError(f"unknown job-queue cluster {kind!r}; valid: slurm, pbs")
+        raise ParameterError(f"unknown job-queue cluster {kind!r}; valid: slurm, pbs")
     _import_distributed(f"--cluster {kind}")
     try:
         import dask_jobqueue
@@ -608,7 +616,7 @@ def make_executor(
 
     Raises
     ------
-    ValueError
+    ParameterError
         If options conflict (two backends, ``workers`` without ``cluster`` ...).
     InputError
         If the cluster config or scheduler file is missing or invalid.
@@ -618,21 +626,21 @@ def make_executor(
     chosen = [name for name, value in (("--cluster", cluster), ("--scheduler", scheduler),
                                         ("--scheduler-file", scheduler_file)) if value is not None]
     if len(chosen) > 1:
-        raise ValueError(f"choose one Dask backend; got {' and '.join(chosen)}")
+        raise ParameterError(f"choose one Dask backend; got {' and '.join(chosen)}")
     if attempts < 1:
-        raise ValueError(f"attempts must be at least 1, got {attempts}")
+        raise ParameterError(f"attempts must be at least 1, got {attempts}")
     if jobs < 1:
-        raise ValueError(f"jobs must be at least 1, got {jobs}")
+        raise ParameterError(f"jobs must be at least 1, got {jobs}")
     if chosen and jobs != 1:
-        raise ValueError(f"--jobs sets local processes; with {chosen[0]} set --workers (or the cluster's size)")
+        raise ParameterError(f"--jobs sets local processes; with {chosen[0]} set --workers (or the cluster's size)")
     if workers is not None and cluster is None:
-        raise ValueError("--workers needs --cluster (local, slurm or pbs)")
+        raise ParameterError("--workers needs --cluster (local, slurm or pbs)")
     if workers is not None and workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+        raise ParameterError(f"workers must be at least 1, got {workers}")
     if cluster_config is not None and cluster not in ("slurm", "pbs"):
-        raise ValueError("--cluster-config applies to --cluster slurm or pbs")
+        raise ParameterError("--cluster-config applies to --cluster slurm or pbs")
     if cluster is not None and cluster not in CLUSTER_KINDS:
-        raise ValueError(f"unknown cluster {cluster!r}; valid clusters: {', '.join(CLUSTER_KINDS)}")
+        raise ParameterError(f"unknown cluster {cluster!r}; valid clusters: {', '.join(CLUSTER_KINDS)}")
     if not chosen:
         return SerialExecutor(attempts=attempts) if jobs == 1 else JoblibExecutor(jobs, attempts=attempts)
 
@@ -662,7 +670,7 @@ def _dask_executor(distributed, *, cluster, workers, scheduler, scheduler_file, 
         label = f"dask LocalCluster, {count} workers"
     else:
         if workers is None:
-            raise ValueError(f"--cluster {cluster} needs --workers N")
+            raise ParameterError(f"--cluster {cluster} needs --workers N")
         started = jobqueue_cluster(cluster, load_cluster_config(cluster_config), attempts=attempts)
         started.scale(workers)
         label = f"dask {cluster.upper()} cluster, {workers} workers"
@@ -681,7 +689,7 @@ def parse_shard(text: str | tuple[int, int]) -> tuple[int, int]:
 
     Raises
     ------
-    ValueError
+    ParameterError
         If the text is not of the form ``i/N`` or ``i`` is out of range.
     """
     if isinstance(text, tuple):
@@ -691,9 +699,9 @@ def parse_shard(text: str | tuple[int, int]) -> tuple[int, int]:
             left, right = str(text).split("/")
             index, count = int(left), int(right)
         except ValueError:
-            raise ValueError(f"shard must read i/N (e.g. 0/8), got {text!r}") from None
+            raise ParameterError(f"shard must read i/N (e.g. 0/8), got {text!r}") from None
     if count < 1 or not 0 <= index < count:
-        raise ValueError(f"shard index must satisfy 0 <= i < N, got {index}/{count}")
+        raise ParameterError(f"shard index must satisfy 0 <= i < N, got {index}/{count}")
     return index, count
 
 

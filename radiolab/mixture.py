@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from radiolab.errors import InputError
+from radiolab.errors import FitError, InputError
 
 CLASS_NAMES = ("air", "healthy", "ggo", "consolidation", "other")
 CLASS_TITLES = ("air", "healthy lung", "ground-glass opacity", "consolidation", "other dense tissue")
@@ -268,12 +268,12 @@ def fit_mixture(
 
     Raises
     ------
-    ValueError
+    FitError
         If the histogram holds fewer distinct HU values than components.
     """
     present = np.flatnonzero(histogram.counts)
     if present.size < n_components:
-        raise ValueError(
+        raise FitError(
             f"cannot fit {n_components} components on {present.size} distinct HU values "
             f"({histogram.n_voxels} voxels)"
         )

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, Union
 
 from radiolab import __version__
-from radiolab.errors import InputError, RadiolabError, StageError
+from radiolab.errors import InputError, ParameterError, RadiolabError, StageError
 from radiolab.io import is_volume_file, write_json_atomic
 from radiolab.segment import SegmentConfig
 
@@ -73,7 +73,7 @@ class IngestParams:
 
     def __post_init__(self) -> None:
         if not 1 <= self.compression_level <= 9:
-            raise ValueError(f"compression_level must be 1..9, got {self.compression_level}")
+            raise ParameterError(f"compression_level must be 1..9, got {self.compression_level}")
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class FeaturesParams:
 
     def __post_init__(self) -> None:
         if self.map not in ("voxel", "median"):
-            raise ValueError(f"map must be 'voxel' or 'median', got {self.map!r}")
+            raise ParameterError(f"map must be 'voxel' or 'median', got {self.map!r}")
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ class CorrelateParams:
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
-            raise ValueError(f"iterations must be at least 1, got {self.iterations}")
+            raise ParameterError(f"iterations must be at least 1, got {self.iterations}")
 
 
 def _check_segment(config: SegmentConfig) -> None:
@@ -126,9 +126,9 @@ def _check_segment(config: SegmentConfig) -> None:
 
     config.lung_settings()  # unknown preset or bad override: ValueError
     if config.backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
+        raise ParameterError(f"backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
     if config.median_size < 1 or config.n_init < 1 or config.tol <= 0:
-        raise ValueError("median_size and n_init must be at least 1 and tol positive")
+        raise ParameterError("median_size and n_init must be at least 1 and tol positive")
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -645,6 +645,9 @@ def run_pipeline(
         For a bad pipeline file or input.
     StageError
         When a stage fails as a whole; ``stage`` names it, and the message says why.
+    Exception
+        Any other error inside a stage is a crash, not bad input: it is recorded in
+        ``pipeline.json`` (``"stage": "internal"``) and raised as it is, traceback and all.
     """
     if not isinstance(pipeline, Pipeline):
         pipeline = load_pipeline(pipeline)
@@ -685,10 +688,11 @@ def run_pipeline(
             record["stages"][spec.stage] = {"status": "failed"}
             write_json_atomic(record_path, record)
             raise
-        except Exception as error:
-            record["stages"][spec.stage] = {"status": "failed", "message": str(error)}
+        except Exception as error:  # a crash, not bad input: recorded, then raised with its traceback
+            record["stages"][spec.stage] = {"status": "failed", "stage": "internal",
+                                            "message": f"{type(error).__name__}: {error}"}
             write_json_atomic(record_path, record)
-            raise StageError(pipeline.name, spec.stage, f"{type(error).__name__}: {error}") from error
+            raise
         report.results.append(result)
         # An up-to-date stage keeps its "done" record, so that the next run skips it too.
         record["stages"][spec.stage] = {"status": "done" if result.up_to_date else result.status,

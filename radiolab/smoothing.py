@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from radiolab.errors import ParameterError
 from radiolab.lung import bounding_box
 
 
@@ -34,7 +35,7 @@ def median_labels(labels: np.ndarray, *, size: int = 4, backend: str = "fast") -
         Filtered labels, same shape and dtype, identical to scipy's result.
     """
     if size < 1:
-        raise ValueError(f"size must be a positive number of voxels, got {size}")
+        raise ParameterError(f"size must be a positive number of voxels, got {size}")
     if backend == "reference":
         from scipy import ndimage
 

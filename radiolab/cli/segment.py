@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipped {path}: {reason}", file=sys.stderr)
         report = segment_cohort(scans, args.out, config, shard=args.shard, progress=not args.quiet,
                                 **backend_kwargs(args))
-    except (RadiolabError, ValueError) as error:
+    except RadiolabError as error:  # bad input or options; anything else is a bug and shows its traceback
         print(f"radiolab segment: error: {error}", file=sys.stderr)
         return 2
     qc_failed = 0

@@ -61,8 +61,10 @@ def fit_pooled(pooled: PooledHistogram, config: SegmentConfig) -> TissueMixture:
 
     Raises
     ------
+    FitError
+        If the pooled lungs hold too few distinct HU values.
     ValueError
-        If nothing was pooled or there are too few distinct HU values.
+        If nothing was pooled (a caller's mistake).
     """
     from threadpoolctl import threadpool_limits
 

@@ -1,7 +1,14 @@
-"""Tasks an executor runs per scan: skip what is up to date, turn input errors into records."""
+"""Tasks an executor runs per scan: skip what is up to date, turn input errors into records.
+
+Only radiolab's own errors (`RadiolabError`: bad input, no lung, bad parameters) are
+records of the scan's step. Anything else (an I/O error, out of memory, a dead worker,
+a bug in radiolab) is raised, retried by the executor and, if it persists, recorded with
+stage ``internal`` and logged with its traceback: the batch completes either way.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -16,9 +23,13 @@ from radiolab.segment.inputs import ScanInput
 from radiolab.segment.records import ScanError, current_histogram, current_row, output_paths
 
 
+logger = logging.getLogger(__name__)
+
 # Errors that retrying cannot cure: bad input, no lung, bad parameters. Anything else
 # (I/O errors, out of memory, a bug) propagates so that the executor tries again.
-FINAL_ERRORS = (RadiolabError, ValueError)
+FINAL_ERRORS = (RadiolabError,)
+# Stage of the record of a scan whose task crashed (not an input error).
+INTERNAL_STAGE = "internal"
 
 
 def _run_step(step: str, function: Callable, scan: ScanInput, *args, **kwargs):
@@ -32,15 +43,9 @@ def _run_step(step: str, function: Callable, scan: ScanInput, *args, **kwargs):
         return None, ScanError(scan.id, step, _describe(scan, error))
 
 
-def _describe(scan: ScanInput, error: BaseException | TaskFailure) -> str:
-    if isinstance(error, TaskFailure):
-        return f"{scan.path}: {error}"
+def _describe(scan: ScanInput, error: RadiolabError) -> str:
     text = str(error) or type(error).__name__
-    if isinstance(error, InputError):
-        return text
-    if isinstance(error, MemoryError):
-        text = "out of memory"
-    return f"{scan.path}: {text}"
+    return text if isinstance(error, InputError) else f"{scan.path}: {text}"
 
 
 @dataclass
@@ -97,5 +102,7 @@ class _LabelTask:
 
 def _unpack(scan: ScanInput, step: str, outcome) -> tuple[Any, ScanError | None]:
     if isinstance(outcome, TaskFailure):
-        return None, ScanError(scan.id, step, _describe(scan, outcome))
+        logger.error("%s: %s crashed: %s\n%s", scan.path, step, outcome,
+                     outcome.traceback.rstrip() or "(no traceback: the worker process died)")
+        return None, ScanError(scan.id, INTERNAL_STAGE, f"{scan.path}: {step} crashed: {outcome}")
     return outcome
