@@ -87,7 +87,20 @@ def _read_labels(scan, volume, job: _ScanJob) -> np.ndarray:
     array = labels.array
     if array.min() < 0 or array.max() > len(CLASS_NAMES):
         raise InputError(path, f"not a tissue label map: values {array.min()}..{array.max()}, expected 0..5")
-    return array.astype(np.uint8)
+    array = array.astype(np.uint8)
+    if job.map == "median":
+        # The even 4-voxel window (scipy's alignment) shifts the median map half a voxel
+        # towards higher indices, so labels spill up to one voxel past the lung mask:
+        # only voxels inside the mask are counted.
+        lung_path = Path(job.labels) / f"{scan.id}_lung.nrrd"
+        if not lung_path.is_file():
+            raise InputError(lung_path, f"no lung mask for scan {scan.id!r}; the median map is counted inside "
+                                        "the lung mask only, which `radiolab segment` writes next to it")
+        lung = read_volume(lung_path).array
+        if lung.shape != array.shape:
+            raise InputError(lung_path, f"lung mask shape {lung.shape} differs from the label map's {array.shape}")
+        array[lung == 0] = 0
+    return array
 
 
 def features_scan(scan, job: _ScanJob) -> tuple[list[dict[str, Any]], list[Any], list[str]]:
