@@ -49,7 +49,12 @@ class ParameterError(RadiolabError, ValueError):
     says what is allowed."""
 
 
-class FitError(RadiolabError, ValueError):
+class DataError(RadiolabError, ValueError):
+    """Data that a method cannot use as a whole (a correlation of fewer than 3 scans, all
+    scores equal ...); the message says why."""
+
+
+class FitError(DataError):
     """The pooled mixture cannot be fitted on the data given (too few distinct HU values)."""
 
 

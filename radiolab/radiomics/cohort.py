@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from radiolab import __version__
-from radiolab.errors import InputError, OptionalDependencyError
+from radiolab.errors import InputError, OptionalDependencyError, ParameterError
 from radiolab.mixture import CLASS_NAMES
 from radiolab.radiomics.engine import MapRefused, pyradiomics_version
 from radiolab.radiomics.extraction import MAX_MAP_VOXELS, MIN_TEXTURE_VOXELS, PROVENANCE_COLUMNS, ROW_COLUMNS, SKIP_COLUMN, error_message, extract_features, voxel_feature_maps
@@ -33,7 +33,7 @@ FORMATS = ("csv", "parquet")
 def labels_path(labels_dir: str | os.PathLike[str], scan_id: str, map: str = "voxel") -> Path:
     """Where ``radiolab segment`` wrote the label map of a scan (``voxel`` or ``median``)."""
     if map not in LABEL_MAPS:
-        raise ValueError(f"unknown label map {map!r}; valid maps: {', '.join(LABEL_MAPS)}")
+        raise ParameterError(f"unknown label map {map!r}; valid maps: {', '.join(LABEL_MAPS)}")
     return Path(labels_dir) / f"{scan_id}{LABEL_MAPS[map]}"
 
 
@@ -187,7 +187,7 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str],
     ``label`` is an integer column with nulls for ``lung`` and ``involved``.
     """
     if format not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; valid formats: {', '.join(FORMATS)}")
+        raise ParameterError(f"unknown format {format!r}; valid formats: {', '.join(FORMATS)}")
     try:
         import pandas as pd
     except ImportError as error:
@@ -307,20 +307,20 @@ def extract_cohort(
         If pyradiomics is not installed.
     """
     if map not in LABEL_MAPS:
-        raise ValueError(f"unknown label map {map!r}; valid maps: {', '.join(LABEL_MAPS)}")
+        raise ParameterError(f"unknown label map {map!r}; valid maps: {', '.join(LABEL_MAPS)}")
     if format not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; valid formats: {', '.join(FORMATS)}")
+        raise ParameterError(f"unknown format {format!r}; valid formats: {', '.join(FORMATS)}")
     if jobs < 1:
-        raise ValueError(f"jobs must be at least 1, got {jobs}")
+        raise ParameterError(f"jobs must be at least 1, got {jobs}")
     if min_texture_voxels < 0 or max_map_voxels < 1 or crop_margin_mm < 0:
-        raise ValueError("min_texture_voxels and crop_margin_mm must be >= 0 and max_map_voxels >= 1")
+        raise ParameterError("min_texture_voxels and crop_margin_mm must be >= 0 and max_map_voxels >= 1")
     regions = check_regions(regions)
     if not os.path.isdir(labels):
         raise InputError(labels, "labels folder does not exist (run `radiolab segment` first)")
     out_path = Path(out)
     suffix = out_path.suffix.lower()
     if (format == "csv" and suffix in (".parquet", ".pq")) or (format == "parquet" and suffix == ".csv"):
-        raise ValueError(f"output {out_path} does not match format {format!r}")
+        raise ParameterError(f"output {out_path} does not match format {format!r}")
     if out_path.parent.resolve() == Path(labels).resolve():
         raise InputError(out_path, "write the table outside the labels folder: its errors.csv would replace "
                                    "the one `radiolab segment` wrote there")
