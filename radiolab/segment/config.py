@@ -31,6 +31,9 @@ class SegmentConfig:
         Edge of the median window, in voxels.
     threshold_hu, opening, min_island, closing_radii : optional
         Lung-mask overrides, in the preset's units.
+    dicom_seg : bool
+        Also write ``<id>_labels.seg.dcm`` for scans read directly from a DICOM series
+        (it carries the source's patient and study modules).
     """
 
     preset: str = "default"
@@ -46,6 +49,7 @@ class SegmentConfig:
     min_island: float | None = None
     closing_radii: tuple[float, ...] | None = None
     compression_level: int = 1
+    dicom_seg: bool = False
 
     def lung_settings(self):
         return settings_for(self.preset, threshold_hu=self.threshold_hu, opening=self.opening,
@@ -78,8 +82,11 @@ class SegmentConfig:
 
     def label_key(self, mixture: TissueMixture) -> str:
         """Hash of everything a scan's label maps depend on besides its input file."""
-        return stable_hash({"mask": self.mask_key(), "mixture": mixture.to_json(), "median_size": self.median_size,
-                            "backend": self.backend, "algorithm": _version("labels")})
+        key = {"mask": self.mask_key(), "mixture": mixture.to_json(), "median_size": self.median_size,
+               "backend": self.backend, "algorithm": _version("labels")}
+        if self.dicom_seg:  # only then, so that keys of runs without a SEG stay as they were
+            key["dicom_seg"] = True
+        return stable_hash(key)
 
 
 def _version(step: str) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from radiolab.dicom.convert import scan_columns, scan_header_fields
 from radiolab.errors import InputError
 from radiolab.io import LUNG_SEGMENTS, Volume, read_volume, slicer_segment_fields, write_json_atomic, write_volume
 from radiolab.lung import lung_mask
@@ -47,7 +48,7 @@ def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: boo
                      min_island=settings.min_island, closing_radii=settings.closing_radii)
     histogram = lung_histogram(volume.array, mask, clip_hu=settings.clip_hu)
     write_volume(paths["lung"], mask.view(np.uint8), volume.geometry,
-                 fields={**slicer_segment_fields(mask.shape, LUNG_SEGMENTS),
+                 fields={**slicer_segment_fields(mask.shape, LUNG_SEGMENTS), **scan_header_fields(volume),
                          **provenance_fields(config, {"radiolab_input_hash": input_hash}, steps=("lung_mask",))},
                  compression_level=config.compression_level)
     write_json_atomic(paths["histogram"], histogram_record(scan.id, config, histogram,
@@ -79,7 +80,7 @@ def label_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, mixture: Ti
     labels = label_tissue(volume.array, mask, mixture, clip_hu=settings.clip_hu, backend=config.backend)
     smoothed = median_labels(labels, size=config.median_size, backend=config.backend)
     segment_fields = slicer_segment_fields(labels.shape)
-    provenance = provenance_fields(config, {"radiolab_mixture": json.dumps(mixture.to_json(), sort_keys=True),
+    provenance = scan_header_fields(volume) | provenance_fields(config, {"radiolab_mixture": json.dumps(mixture.to_json(), sort_keys=True),
                                       "radiolab_input_hash": input_hash,
                                       "radiolab_label_key": config.label_key(mixture)})
     write_volume(paths["labels"], labels, volume.geometry, fields={**segment_fields, **provenance},
@@ -88,6 +89,22 @@ def label_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, mixture: Ti
                  fields={**segment_fields, **provenance, "radiolab_median_size": str(config.median_size)},
                  compression_level=config.compression_level)
     row = {"id": scan.id, **summary_row(labels, volume.array, mask, volume.geometry.spacing,
-                                        direction=volume.geometry.direction)}
+                                        direction=volume.geometry.direction), **scan_columns(volume)}
+    if config.dicom_seg:
+        row["dicom_seg"] = _write_dicom_seg(scan, out_dir, volume, labels, mask)
     write_json_atomic(paths["row"], row)
     return row
+
+
+def _write_dicom_seg(scan: ScanInput, out_dir: str, volume: Volume, labels: np.ndarray, mask: np.ndarray) -> str:
+    """Write ``<id>_labels.seg.dcm`` if the scan allows one; the summary's ``dicom_seg`` entry."""
+    from pathlib import Path
+
+    from radiolab.dicom.seg import seg_refusal, write_dicom_seg
+
+    reason = seg_refusal(scan.series, resampled=bool(volume.meta.get("resampled")))
+    if reason is not None:
+        return f"not written: {reason}"
+    path = Path(out_dir) / f"{scan.id}_labels.seg.dcm"
+    write_dicom_seg(path, scan.series, labels, mask)
+    return path.name
