@@ -10,6 +10,7 @@ import types
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -302,3 +303,18 @@ def test_a_bumped_algorithm_version_recomputes_only_what_it_affects(cohort, tmp_
     assert run()[0] == ["done", "done", "done"]
     assert all(mtimes("_lung.nrrd")[name] != masks[name] for name in masks)
     assert json.loads((labels / "case_000_hist.json").read_text())["algorithm_versions"]["lung_mask"] == 2
+
+
+def test_a_crash_inside_a_stage_is_raised_as_it_is_and_recorded(cohort, tmp_path, monkeypatch):
+    def features_main(argv):
+        return np.zeros(2) + np.zeros(3)  # a shape bug: ValueError from numpy
+
+    monkeypatch.setitem(sys.modules, "radiolab.cli.features", types.SimpleNamespace(main=features_main))
+    pipeline = parse_pipeline({"name": "crash", "stages": ["segment", "features"]})
+    with pytest.raises(ValueError, match="broadcast") as caught:
+        run_pipeline(pipeline, cohort, tmp_path)
+    assert not isinstance(caught.value, StageError)
+    record = json.loads((tmp_path / "pipeline.json").read_text())["stages"]
+    assert record["segment"]["status"] == "done"
+    assert record["features"]["status"] == "failed" and record["features"]["stage"] == "internal"
+    assert "ValueError" in record["features"]["message"]
