@@ -30,9 +30,9 @@ test: $(STAMP)
 # PyPI) into a fresh venv, run from a folder outside the source tree: `radiolab segment
 # --model zaffino2021` on a phantom, then tests/test_data.py against the installed package.
 WHEEL_CHECK := build/wheel-check
-test-wheel:
+test-wheel: $(STAMP)
 	rm -rf $(WHEEL_CHECK) && mkdir -p $(WHEEL_CHECK)/work
-	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir $(WHEEL_CHECK)/dist .
+	$(BIN)/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir $(WHEEL_CHECK)/dist .
 	$(PYTHON) -m venv $(WHEEL_CHECK)/venv
 	$(WHEEL_CHECK)/venv/bin/pip install --quiet "$$(ls $(WHEEL_CHECK)/dist/radiolab-*.whl)[test]"
 	cd $(WHEEL_CHECK)/work && ../venv/bin/python -c "from radiolab.synthetic import make_cohort; \
