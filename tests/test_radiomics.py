@@ -386,6 +386,25 @@ def test_failures_go_to_errors_csv_and_others_complete(cohort, tmp_path, monkeyp
     assert "simulated pyradiomics crash" in capsys.readouterr().err
 
 
+def test_a_bug_reading_one_scan_is_a_logged_crash_and_the_others_complete(cohort, tmp_path, monkeypatch, caplog):
+    root, scans, labels, params = cohort
+    real = rad.cohort._read_labels
+
+    def buggy(scan, volume, job):
+        if scan.id == "case_001":
+            np.zeros(2) + np.zeros(3)  # a shape bug: ValueError from numpy
+        return real(scan, volume, job)
+
+    monkeypatch.setattr(rad.cohort, "_read_labels", buggy)
+    inputs = [ScanInput(f"case_00{i}", str(scans / f"case_00{i}.nrrd")) for i in (0, 1)]
+    with caplog.at_level("ERROR", logger="radiolab"):
+        report = rad.extract_cohort(inputs, labels, tmp_path / "f.csv", params=params, regions=["lung"])
+    assert [(e.id, e.stage) for e in report.errors] == [("case_001", "internal")]
+    assert "labels crashed: ValueError: operands could not be broadcast" in report.errors[0].message
+    assert [row["id"] for row in report.rows] == ["case_000"]
+    assert any(record.exc_info and "in buggy" in caplog.text for record in caplog.records)
+
+
 def test_parquet_round_trips_and_parallel_jobs_agree(cohort, csv_run, tmp_path):
     root, scans, labels, params = cohort
     out = tmp_path / "features.parquet"

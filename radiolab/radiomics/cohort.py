@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from radiolab import __version__
-from radiolab.errors import InputError, OptionalDependencyError, ParameterError
+from radiolab.errors import InputError, OptionalDependencyError, ParameterError, RadiolabError
 from radiolab.mixture import CLASS_NAMES
 from radiolab.radiomics.engine import MapRefused, pyradiomics_version
 from radiolab.radiomics.extraction import MAX_MAP_VOXELS, MIN_TEXTURE_VOXELS, PROVENANCE_COLUMNS, ROW_COLUMNS, SKIP_COLUMN, error_message, extract_features, voxel_feature_maps
@@ -115,8 +115,12 @@ def features_scan(scan, job: _ScanJob) -> tuple[list[dict[str, Any]], list[Any],
         volume = scan.read()
         stage = "labels"
         labels = _read_labels(scan, volume, job)
-    except Exception as error:  # a bad scan never stops the others
+    except (RadiolabError, OSError, MemoryError) as error:  # a bad scan never stops the others
         return rows, [ScanError(scan.id, stage, _describe(scan, error))], maps
+    except Exception as error:  # a bug, not bad input: its traceback is logged; the others go on
+        logger.exception("%s: %s crashed", scan.path, stage)
+        return rows, [ScanError(scan.id, "internal", f"{scan.path}: {stage} crashed: "
+                                                     f"{type(error).__name__}: {error_message(error)}")], maps
     for region in job.regions:
         try:
             [row] = extract_features(volume.array, labels, volume.geometry, params=job.params, regions=[region],
