@@ -8,7 +8,6 @@ stage ``internal`` and logged with its traceback: the batch completes either way
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -17,13 +16,12 @@ import numpy as np
 from radiolab.errors import InputError, RadiolabError
 from radiolab.executors import TaskFailure
 from radiolab.io import Volume, remove_partial_writes
+from radiolab.log import scan_logger
 from radiolab.mixture import Histogram
 from radiolab.segment import steps
 from radiolab.segment.inputs import ScanInput
 from radiolab.segment.records import ScanError, current_histogram, current_row, output_paths
 
-
-logger = logging.getLogger(__name__)
 
 # Errors that retrying cannot cure: bad input, no lung, bad parameters. Anything else
 # (I/O errors, out of memory, a bug) propagates so that the executor tries again.
@@ -102,7 +100,7 @@ class _LabelTask:
 
 def _unpack(scan: ScanInput, step: str, outcome) -> tuple[Any, ScanError | None]:
     if isinstance(outcome, TaskFailure):
-        logger.error("%s: %s crashed: %s\n%s", scan.path, step, outcome,
-                     outcome.traceback.rstrip() or "(no traceback: the worker process died)")
+        scan_logger(__name__, scan.id).error("%s: %s crashed: %s\n%s", scan.path, step, outcome,
+                                             outcome.traceback.rstrip() or "(no traceback: the worker process died)")
         return None, ScanError(scan.id, INTERNAL_STAGE, f"{scan.path}: {step} crashed: {outcome}")
     return outcome
