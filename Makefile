@@ -33,19 +33,21 @@ test: $(STAMP)
 
 # The wheel as users get it: built from the tree, installed with its dependencies (from
 # PyPI) into a fresh venv, run from a folder outside the source tree: `radiolab segment
-# --model zaffino2021` on a phantom, then tests/test_data.py against the installed package.
+# --model zaffino2021` on a phantom, then tests/test_data.py against the installed package
+# (--confcutdir keeps the repository's root conftest.py, which would put the source tree
+# on sys.path, out).
 WHEEL_CHECK := build/wheel-check
 test-wheel: $(STAMP)
 	rm -rf $(WHEEL_CHECK) && mkdir -p $(WHEEL_CHECK)/work
 	$(BIN)/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir $(WHEEL_CHECK)/dist .
 	$(PYTHON) -m venv $(WHEEL_CHECK)/venv
-	$(WHEEL_CHECK)/venv/bin/pip install --quiet "$$(ls $(WHEEL_CHECK)/dist/radiolab-*.whl)[test]"
+	$(WHEEL_CHECK)/venv/bin/pip install --quiet "$$(ls $(WHEEL_CHECK)/dist/radiolab-*.whl)" pytest
 	cd $(WHEEL_CHECK)/work && ../venv/bin/python -c "from radiolab.synthetic import make_cohort; \
 		make_cohort('scans', 1, shape=(40, 64, 64), spacing=(7.0, 5.0, 5.0), seed=0)"
 	cd $(WHEEL_CHECK)/work && ../venv/bin/radiolab segment --model zaffino2021 --in scans --out labels --quiet
 	test -s $(WHEEL_CHECK)/work/labels/case_000_labels.nrrd
 	cd $(WHEEL_CHECK)/work && RADIOLAB_WHEEL_TEST=1 ../venv/bin/python -m pytest -q -p no:cacheprovider \
-		-c /dev/null --rootdir . -W error $(CURDIR)/tests/test_data.py
+		-c /dev/null --rootdir . --confcutdir $(CURDIR)/tests -W error $(CURDIR)/tests/test_data.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_segment.py
