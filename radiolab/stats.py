@@ -471,6 +471,48 @@ def read_involvement(path: str | os.PathLike[str]) -> dict[str, float]:
     return dict(zip(ids, values))
 
 
+def read_zonal_severity(path: str | os.PathLike[str]) -> dict[str, float]:
+    """``zonal_severity`` (0-30) per scan id from ``summary.csv``; {} without that column.
+
+    Scans whose cell is empty (no zone could be scored) are left out.
+
+    Raises
+    ------
+    InputError
+        Naming the file, if a cell is not a number in 0-30.
+    """
+    path, header, data = _read_csv(path)
+    if "zonal_severity" not in header or "id" not in header:
+        return {}
+    id_index, zonal_index = header.index("id"), header.index("zonal_severity")
+    values: dict[str, float] = {}
+    for line, cells in data:
+        text = cells[zonal_index].strip()
+        if not text:
+            continue
+        value = _number(path, line, "zonal_severity", text)
+        if not 0 <= value <= 30:
+            raise InputError(path, f"line {line}: zonal_severity {value} lies outside 0-30")
+        values[cells[id_index]] = value
+    return values
+
+
+def zonal_correlation(zonal: Sequence[float], scores: Sequence[float]) -> dict[str, Any]:
+    """Pearson and Spearman correlation of S with ``zonal_severity``.
+
+    Returns
+    -------
+    dict
+        ``n``, ``pearson_r``, ``pearson_p``, ``spearman_rho``, ``spearman_p``; or ``n``
+        and a ``skip_reason`` when fewer than 3 scans have both or either is constant.
+    """
+    try:
+        basic = correlate(zonal, scores)
+    except ValueError as error:
+        return {"n": len(zonal), "skip_reason": str(error)}
+    return {key: basic[key] for key in ("n", "pearson_r", "pearson_p", "spearman_rho", "spearman_p")}
+
+
 # -- the `radiolab correlate` run ----------------------------------------------------------
 
 def _finite_or_none(value: Any) -> Any:
@@ -518,7 +560,10 @@ def run_correlation(
         What ``correlation.json`` holds: the keys of `correlate` and of `agreement`;
         ``resampled_r2_mean``, ``resampled_r2_sd``, ``resampled_r_mean``,
         ``resampled_r_sd`` (and ``resampled_r2_all_*``, the resampled lines' R^2 on all
-        scans); ``resampling`` settings; ``scans`` (id, S, LI_pct, S_auto);
+        scans); ``resampling`` settings; ``zonal_severity``, the correlation of S with
+        ``summary.csv``'s ``zonal_severity`` (`zonal_correlation`; None when LI came
+        from the scores file or the summary has no such column); ``scans`` (id, S,
+        LI_pct, S_auto, and zonal_severity when known);
         ``ids_missing_in_labels`` and ``ids_missing_in_scores``; inputs and version.
 
     Raises
@@ -540,6 +585,7 @@ def run_correlation(
         raise ParameterError(f"per_group must be at least 1, got {per_group}")
     table = read_scores(scores_csv, id_col=id_col, score_col=score_col)
     missing_in_scores: list[str] = []
+    zonal_by_id: dict[str, float] = {}
     if table.li is not None:
         li_source = table.path
         li_by_id = dict(zip(table.ids, table.li.tolist()))
@@ -552,6 +598,7 @@ def run_correlation(
             raise InputError(summary, "file does not exist; run `radiolab segment` first, point --labels at "
                                       "its output folder, or add an LI_pct column to the scores file")
         li_by_id = read_involvement(summary)
+        zonal_by_id = read_zonal_severity(summary)
         li_source = summary
         scored = set(table.ids)
         missing_in_scores = sorted(scan for scan in li_by_id if scan not in scored)
@@ -583,7 +630,13 @@ def run_correlation(
         "degenerate_iterations": resampled["degenerate"], "sd_ddof": 1,
     }
     result["score_bins"] = {str(score): rule for score, _, _, rule in SCORE_BINS}
-    result["scans"] = [{"id": scan, "S": int(score), "LI_pct": float(value), "S_auto": int(auto)}
+    zonal_ids = [i for i, scan in enumerate(ids) if scan in zonal_by_id]
+    result["zonal_severity"] = None
+    if zonal_by_id:
+        result["zonal_severity"] = {key: _finite_or_none(value) for key, value in zonal_correlation(
+            [zonal_by_id[ids[i]] for i in zonal_ids], s[zonal_ids]).items()}
+    result["scans"] = [{"id": scan, "S": int(score), "LI_pct": float(value), "S_auto": int(auto),
+                        **({"zonal_severity": zonal_by_id[scan]} if scan in zonal_by_id else {})}
                        for scan, score, value, auto in zip(ids, s, li, s_auto)]
     result["ids_missing_in_labels"] = missing_in_labels
     result["ids_missing_in_scores"] = missing_in_scores

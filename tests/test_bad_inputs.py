@@ -548,7 +548,7 @@ def test_memory_guard_in_a_batch_gives_errors_rows(tmp_path, monkeypatch):
         assert row["message"].startswith(f"{tmp_path / 'scans' / row['id']}.nrrd: too large for memory")
         assert "needs about 1.7 MiB, but only 1.0 MiB of memory is available" in row["message"]
     assert sorted(p.name for p in files_under(space.out)) == [
-        "case_000_error.json", "case_001_error.json", "errors.csv", "summary.csv"]
+        "case_000_error.json", "case_001_error.json", "errors.csv", "phenotypes.csv", "summary.csv"]
     assert space.outside_changes() == []
 
 

@@ -139,6 +139,34 @@ def test_qc_figure_keeps_physical_proportions():
         assert (box.width * width_in) / (box.height * height_in) == pytest.approx(w_mm / h_mm, rel=0.01)
 
 
+def test_qc_zone_diagram_colours_each_zone_by_score(cohort):
+    from radiolab.report.qc import SCORE_COLOURS, figure_png, recorded_zones
+    from radiolab.zones import ZONE_NAMES
+
+    shape, spacing = (20, 40, 30), (5.0, 1.0, 2.0)
+    labels = np.zeros(shape, dtype=np.uint8)
+    labels[5:15, 10:30, 5:25] = 2
+    volume = np.where(labels > 0, -850, 40).astype(np.int16)
+    zones = {name: {"LI_pct": 1.0, "lesion_pct": 0.0, "score": 0} for name in ZONE_NAMES}
+    zones["right_lower"] = {"LI_pct": 90.0, "lesion_pct": 80.0, "score": 5}
+
+    def red_pixels(fig):
+        pixels = _png_array(figure_png(fig)).astype(int)[..., :3]
+        target = np.array([int(SCORE_COLOURS[5][i:i + 2], 16) for i in (1, 3, 5)])
+        return int((np.abs(pixels - target).sum(axis=-1) < 10).sum())
+
+    with_zones = qc_figure(volume, labels, spacing, zones=zones)
+    assert len(with_zones.axes) == 4
+    assert red_pixels(with_zones) > 2000  # one cell of the diagram
+    assert red_pixels(qc_figure(volume, labels, spacing)) == 0
+    # The zones of a segmented scan come from its records: the scores of summary.csv.
+    _, labels_dir, _ = cohort
+    summary = _read_csv(labels_dir / "summary.csv")[1]
+    for row in summary:
+        table = recorded_zones(labels_dir, row["id"])
+        assert [table[z]["score"] for z in ZONE_NAMES] == [int(row[f"zone_score_{z}"]) for z in ZONE_NAMES]
+
+
 # -- `radiolab qc` ----------------------------------------------------------------
 
 def test_qc_images_have_size_and_content(cohort):
@@ -330,14 +358,17 @@ def test_report_is_self_contained_with_all_sections(report, cohort):
     html = path.read_text(encoding="utf-8")
     assert _external_resources(html) == []
     assert "<link" not in html and not re.search(r"<script[^>]+src", html)
-    for anchor in ("summary", "involvement", "classes", "mixture", "correlation", "qc", "issues", "provenance"):
+    for anchor in ("summary", "involvement", "classes", "zones", "mixture", "correlation", "qc", "issues",
+                   "provenance"):
         assert f'id="{anchor}"' in html
+    for column in ("zone_score_right_upper", "zone_score_left_lower", "zonal_severity"):
+        assert f"<th>{column}</th>" in html  # the summary table's zonal columns
     _, rows = _read_csv(labels_dir / "summary.csv")
     for row in rows:
         assert f"<td data-key=\"{row['id']}\">{row['id']}</td>" in html
     # Figures and thumbnails: PNG figures of real size and content, one JPEG per scan.
     pngs = [base64.b64decode(b) for b in re.findall(r'src="data:image/png;base64,([^"]+)"', html)]
-    assert len(pngs) == 5  # LI, classes, mixture, two correlation plots
+    assert len(pngs) == 6  # LI, classes, zones, mixture, two correlation plots
     for data in pngs:
         pixels = _png_array(data)
         assert pixels.shape[0] >= 250 and pixels.shape[1] >= 400
@@ -391,7 +422,7 @@ def test_report_says_why_the_correlation_failed(cohort, tmp_path):
     html = result.path.read_text(encoding="utf-8")
     assert result.failed  # the report is written, and says it is incomplete
     assert any(note.startswith(f"Correlation with {scores} failed: {scores}: no id matches") for note in result.notes)
-    assert len(re.findall(r"data:image/png", html)) == 3  # LI, classes, mixture; no correlation plots
+    assert len(re.findall(r"data:image/png", html)) == 4  # LI, classes, zones, mixture; no correlation plots
 
 
 def test_report_escapes_ids_and_messages(cohort, tmp_path):

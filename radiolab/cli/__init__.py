@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("radiolab.cli.classify", "train, apply and evaluate slice/subject CT classifiers (needs torch)"),
     "features": ("radiolab.cli.features", "pyradiomics features per tissue class, lung and involved lung"),
     "demo": ("radiolab.cli.demo", "make a synthetic cohort and segment it"),
+    "insert-lesions": ("radiolab.cli.insert_lesions", "grow GGO or consolidation of known extent from the pleura of a CT"),
 }
 
 

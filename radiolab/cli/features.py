@@ -48,6 +48,9 @@ def _get_parser() -> argparse.ArgumentParser:
                         help=f"texture classes are skipped for smaller regions, in voxels (default {MIN_TEXTURE_VOXELS})")
     parser.add_argument("--crop-margin-mm", type=float, default=CROP_MARGIN_MM,
                         help=f"image kept around each region for pyradiomics, in mm (default {CROP_MARGIN_MM:g})")
+    from radiolab.cli.segment import add_mask_arguments
+
+    add_mask_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar, skipped regions not listed")
     return parser
 
@@ -64,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging("radiolab features", logging.ERROR if args.quiet else None)  # skipped regions: warnings
     try:
+        from radiolab.cli.segment import check_mask_folder
+
+        check_mask_folder(args.lung_masks, args.mask_format)
         scans, skipped = find_inputs(args.inputs)
         for path, reason in skipped:
             print(f"skipped {path}: {reason}", file=sys.stderr)
@@ -71,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             scans, args.labels, args.out, params=args.params, regions=args.regions, map=args.map,
             format=args.format, jobs=args.jobs, voxel_maps=args.voxel_maps, max_map_voxels=args.max_map_voxels,
             min_texture_voxels=args.min_texture_voxels, crop_margin_mm=args.crop_margin_mm,
-            progress=not args.quiet,
+            progress=not args.quiet, lung_masks=args.lung_masks, mask_format=args.mask_format,
         )
     except RadiolabError as error:  # bad input or options; anything else is a bug and shows its traceback
         print(f"radiolab features: error: {error}", file=sys.stderr)

@@ -34,6 +34,7 @@ def _get_parser() -> argparse.ArgumentParser:
                         help="override the minimum island: mL (default) or voxels (zaffino2021)")
     parser.add_argument("--closing-radii", type=float, nargs="+",
                         help="override the closing ball radii: mm (default) or voxels (zaffino2021)")
+    add_mask_arguments(parser)
     parser.add_argument("--backend", default="fast", choices=BACKENDS,
                         help="'fast' (default) or 'reference' (the paper's library calls, slow)")
     add_backend_arguments(parser)
@@ -51,6 +52,18 @@ def _get_parser() -> argparse.ArgumentParser:
                         help="also write <id>_labels.seg.dcm (DICOM Segmentation) for scans read directly "
                              "from a DICOM series; it carries the source's patient and study modules")
     return parser
+
+
+def add_mask_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--lung-masks`` and ``--mask-format`` (shared with features, qc and report)."""
+    from radiolab.external_masks import MASK_FORMATS
+
+    parser.add_argument("--lung-masks", metavar="DIR",
+                        help="use the lung masks in DIR instead of computing them: <id>.nrrd, <id>.nii.gz, "
+                             "<id>.nii, <id>.mha or a TotalSegmentator folder <id>/, matched exactly by scan id")
+    parser.add_argument("--mask-format", choices=MASK_FORMATS,
+                        help="convention of the --lung-masks (default: detect a TotalSegmentator folder or a "
+                             "CIP map, refuse anything ambiguous)")
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,8 +103,22 @@ def config_from_args(args: argparse.Namespace):
         seed=args.seed, n_init=args.n_init, tol=args.tol, median_size=args.median_size,
         threshold_hu=args.threshold_hu, opening=args.opening, min_island=args.min_island,
         closing_radii=tuple(args.closing_radii) if args.closing_radii else None,
+        lung_masks=check_mask_folder(args.lung_masks, args.mask_format), mask_format=args.mask_format,
         dicom_seg=args.dicom_seg,
     )
+
+
+def check_mask_folder(folder: str | None, mask_format: str | None = None) -> str | None:
+    """The ``--lung-masks`` folder as given; an error naming it if it is not a folder."""
+    import os
+
+    from radiolab.errors import InputError
+
+    if folder is None and mask_format is not None:
+        raise ValueError("--mask-format needs --lung-masks DIR")
+    if folder is not None and not os.path.isdir(folder):
+        raise InputError(folder, "--lung-masks folder does not exist")
+    return folder
 
 
 def print_summary(report, out) -> None:

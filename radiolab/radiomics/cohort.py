@@ -59,6 +59,8 @@ class _ScanJob:
     maps_dir: str
     max_map_voxels: int
     crop_margin_mm: float
+    lung_masks: str | None = None
+    mask_format: str | None = None
 
     def __call__(self, scan):
         return features_scan(scan, self)
@@ -86,7 +88,14 @@ def _read_labels(scan, volume, job: _ScanJob) -> np.ndarray:
     if array.min() < 0 or array.max() > len(CLASS_NAMES):
         raise InputError(path, f"not a tissue label map: values {array.min()}..{array.max()}, expected 0..5")
     array = array.astype(np.uint8)
-    if job.map == "median":
+    if job.lung_masks is not None:
+        from radiolab.external_masks import read_external_mask
+
+        # Measure inside the given lung mask only: labels outside it do not count.
+        external = read_external_mask(job.lung_masks, scan.id, volume.geometry, volume.array.shape,
+                                      mask_format=job.mask_format, scan_path=os.fspath(scan.path))
+        array[~external.mask] = 0
+    elif job.map == "median":
         # The even 4-voxel window (scipy's alignment) shifts the median map half a voxel
         # towards higher indices, so labels spill up to one voxel past the lung mask:
         # only voxels inside the mask are counted.
@@ -261,6 +270,8 @@ def extract_cohort(
     max_map_voxels: int = MAX_MAP_VOXELS,
     crop_margin_mm: float = CROP_MARGIN_MM,
     progress: bool = False,
+    lung_masks: str | os.PathLike[str] | None = None,
+    mask_format: str | None = None,
 ) -> FeaturesReport:
     """Features of every scan and region, written as one table.
 
@@ -293,6 +304,12 @@ def extract_cohort(
         As in `extract_features`.
     progress : bool
         Show a progress bar.
+    lung_masks : str or os.PathLike, optional
+        Folder of external lung masks (`radiolab.external_masks`): each scan's labels
+        are restricted to its mask (label 0 outside it). Their content hashes go into
+        the provenance file.
+    mask_format : str, optional
+        Convention of ``lung_masks`` (`radiolab.external_masks.MASK_FORMATS`).
 
     Returns
     -------
@@ -332,7 +349,10 @@ def extract_cohort(
     job = _ScanJob(labels=os.fspath(labels), map=map, params=resolved, regions=regions,
                    min_texture_voxels=int(min_texture_voxels), voxel_maps=voxel_maps,
                    maps_dir=f"{stem}_voxel_maps", max_map_voxels=int(max_map_voxels),
-                   crop_margin_mm=float(crop_margin_mm))
+                   crop_margin_mm=float(crop_margin_mm),
+                   lung_masks=None if lung_masks is None else os.fspath(lung_masks), mask_format=mask_format)
+    if lung_masks is not None and not os.path.isdir(lung_masks):
+        raise InputError(lung_masks, "lung mask folder does not exist")
     report = FeaturesReport(out=str(out_path), errors_path=str(out_path.parent / "errors.csv"),
                             provenance_path=f"{stem}_provenance.json")
     for rows, errors, maps in _map_scans(job, list(scans), jobs, progress):
@@ -369,8 +389,18 @@ def extract_cohort(
         "max_map_voxels": int(max_map_voxels),
         "scans": sorted({row["id"] for row in report.rows}),
         "failed": sorted({error.id for error in report.errors}),
+        **({"lung_masks": os.fspath(lung_masks), "mask_format": mask_format,
+            "lung_mask_hashes": _mask_hashes(lung_masks, mask_format, sorted({row["id"] for row in report.rows}))}
+           if lung_masks is not None else {}),
     })
     return report
+
+
+def _mask_hashes(folder, mask_format, ids) -> dict[str, str]:
+    """SHA-256 of each measured scan's external mask, by scan id."""
+    from radiolab.external_masks import find_mask, mask_content_hash
+
+    return {scan_id: mask_content_hash(find_mask(folder, scan_id), mask_format) for scan_id in ids}
 
 
 def _json_safe(data: Any) -> Any:

@@ -152,6 +152,53 @@ def class_bars_figure(ids: Sequence[str], pct: np.ndarray):
     return fig
 
 
+def zones_figure(ids: Sequence[str], scores: np.ndarray, li: np.ndarray):
+    """The six zone scores of every scan as a grid coloured by score, with each zone's LI.
+
+    Parameters
+    ----------
+    ids : sequence of str
+        Scan ids (rows, in this order).
+    scores : numpy.ndarray
+        Shape (n_scans, 6): zone scores 0-5 in `radiolab.zones.ZONE_NAMES` order; NaN
+        for a zone without lung.
+    li : numpy.ndarray
+        Shape (n_scans, 6): each zone's LI in %, NaN when unknown.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.colors import ListedColormap
+
+    from radiolab.report.qc import SCORE_COLOURS
+    from radiolab.zones import ZONE_NAMES
+
+    scores = np.asarray(scores, dtype=float).reshape(-1, len(ZONE_NAMES))
+    li = np.asarray(li, dtype=float).reshape(scores.shape)
+    n = len(ids)
+    fig = _figure(7.5, min(30.0, 1.4 + 0.32 * n))
+    ax = fig.add_subplot()
+    shown = np.ma.masked_invalid(scores)
+    image = ax.imshow(shown, cmap=ListedColormap(SCORE_COLOURS), vmin=-0.5, vmax=5.5, aspect="auto")
+    if n <= 60:
+        for row in range(n):
+            for column in range(len(ZONE_NAMES)):
+                if np.isfinite(li[row, column]):
+                    ax.text(column, row, f"{li[row, column]:.0f}", ha="center", va="center", fontsize=7,
+                            color="white" if scores[row, column] >= 4 else "black")
+        ax.set_yticks(np.arange(n), [_plain(i) for i in ids], fontsize=8)
+    else:
+        ax.set_yticks([])
+        ax.set_ylabel(f"{n} scans")
+    ax.set_xticks(np.arange(len(ZONE_NAMES)), [z.replace("_", "\n") for z in ZONE_NAMES], fontsize=8)
+    ax.xaxis.tick_top()
+    colorbar = fig.colorbar(image, ax=ax, ticks=range(6), fraction=0.05)
+    colorbar.set_label("zone score")
+    ax.set_title("zone scores; numbers: zone LI (%)", fontsize=9)
+    return fig
+
+
 def mixture_figure(histogram, mixture):
     """The five fitted Gaussians over the pooled lung HU histogram (linear and log scale).
 
@@ -240,6 +287,26 @@ def _summary_table(columns: list[str], rows: list[dict[str, str]], flag_codes: d
                 cells.append({"text": text, "key": key, "num": _number(row.get(column)) is not None})
         table.append({"id": scan_id, "cells": cells, "flagged": bool(flag_codes.get(scan_id))})
     return {"columns": columns, "rows": table}
+
+
+def _zones_section(folder: Path, rows: list[dict[str, str]]) -> str | None:
+    """The zones figure from summary.csv's zone scores and phenotypes.csv's zone LI."""
+    from radiolab.zones import ZONE_NAMES
+
+    scored = [r for r in rows if any(_number(r.get(f"zone_score_{z}")) is not None for z in ZONE_NAMES)]
+    if not scored:
+        return None
+    li_by_zone: dict[tuple[str, str], float] = {}
+    if (folder / "phenotypes.csv").exists():
+        _, phenotype_rows = read_csv_rows(folder / "phenotypes.csv")
+        for record in phenotype_rows:
+            value = _number(record.get("LI_pct"))
+            if value is not None:
+                li_by_zone[(record.get("id", ""), record.get("region", ""))] = value
+    scores = np.array([[_number(r.get(f"zone_score_{z}")) if _number(r.get(f"zone_score_{z}")) is not None
+                        else np.nan for z in ZONE_NAMES] for r in scored])
+    li = np.array([[li_by_zone.get((r.get("id", ""), z), np.nan) for z in ZONE_NAMES] for r in scored])
+    return data_uri(figure_png(zones_figure([r.get("id", "") for r in scored], scores, li)))
 
 
 def _load_mixture(folder: Path, notes: list[str]):
@@ -423,6 +490,8 @@ def write_report(
     jobs: int = 1,
     thumbnail_width: int = 720,
     title: str | None = None,
+    lung_masks: str | os.PathLike[str] | None = None,
+    mask_format: str | None = None,
 ) -> ReportResult:
     """Write the cohort report: one HTML file that needs nothing else to open.
 
@@ -448,6 +517,9 @@ def write_report(
         Width of the embedded QC thumbnails, in pixels (JPEG).
     title : str, optional
         Page title; the folder name by default.
+    lung_masks, mask_format : optional
+        External lung masks (`radiolab.external_masks`) for the QC images drawn here
+        and the computed flags.
 
     Returns
     -------
@@ -478,7 +550,8 @@ def write_report(
     _, errors = read_csv_rows(folder / "errors.csv")
 
     if scans is not None:
-        for image in write_qc_images(folder, scans, jobs=jobs, only_missing=True):
+        for image in write_qc_images(folder, scans, jobs=jobs, only_missing=True, lung_masks=lung_masks,
+                                     mask_format=mask_format):
             if image.error:
                 notes.append(f"QC image of {image.id} not drawn: {image.error}")
 
@@ -487,7 +560,8 @@ def write_report(
         _, flag_rows = read_csv_rows(flags_path)
         flags_source = "flags.csv (written by `radiolab qc`)"
     else:
-        flag_rows = [{"id": f.id, "flag": f.flag, "detail": f.detail} for f in compute_flags(folder, jobs=jobs)]
+        computed = compute_flags(folder, jobs=jobs, lung_masks=lung_masks, mask_format=mask_format)
+        flag_rows = [{"id": f.id, "flag": f.flag, "detail": f.detail} for f in computed]
         flags_source = "computed for this report with the default bounds (run `radiolab qc` to store them)"
     flag_codes: dict[str, list[str]] = {}
     for flag in flag_rows:
@@ -495,7 +569,7 @@ def write_report(
         if flag.get("flag") not in codes:
             codes.append(flag.get("flag", ""))
 
-    figures: dict[str, str | None] = {"li": None, "classes": None}
+    figures: dict[str, str | None] = {"li": None, "classes": None, "zones": None}
     numeric = [r for r in rows if all(_number(r.get(f"{k}_pct")) is not None for k in CLASS_KEYS)]
     li = [v for v in (_number(r.get("LI_pct")) for r in rows) if v is not None]
     if li:
@@ -503,6 +577,7 @@ def write_report(
     if numeric:
         pct = np.array([[_number(r[f"{k}_pct"]) for k in CLASS_KEYS] for r in numeric])
         figures["classes"] = data_uri(figure_png(class_bars_figure([r["id"] for r in numeric], pct)))
+    figures["zones"] = _zones_section(folder, rows)
     mixture = _mixture_section(folder, notes)
 
     correlation = None

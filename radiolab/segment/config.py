@@ -31,6 +31,12 @@ class SegmentConfig:
         Edge of the median window, in voxels.
     threshold_hu, opening, min_island, closing_radii : optional
         Lung-mask overrides, in the preset's units.
+    lung_masks : str, optional
+        Folder of external lung masks used instead of computed ones
+        (`radiolab.external_masks`); their content hash enters each scan's input hash.
+    mask_format : str, optional
+        Convention of the external masks (`radiolab.external_masks.MASK_FORMATS`);
+        None detects what is unambiguous.
     dicom_seg : bool
         Also write ``<id>_labels.seg.dcm`` for scans read directly from a DICOM series
         (it carries the source's patient and study modules).
@@ -49,6 +55,8 @@ class SegmentConfig:
     min_island: float | None = None
     closing_radii: tuple[float, ...] | None = None
     compression_level: int = 1
+    lung_masks: str | None = None
+    mask_format: str | None = None
     dicom_seg: bool = False
 
     def lung_settings(self):
@@ -72,8 +80,11 @@ class SegmentConfig:
     def mask_key(self) -> str:
         """Hash of everything the lung mask and histogram depend on (settings and the
         ``lung_mask`` algorithm version)."""
-        return stable_hash({"lung": self.lung_settings().to_json(), "backend": self.backend,
-                            "algorithm": _version("lung_mask")})
+        settings: dict[str, Any] = {"lung": self.lung_settings().to_json(), "backend": self.backend,
+                                    "algorithm": _version("lung_mask")}
+        if self.lung_masks is not None:  # the masks' content is in the input hash, not their folder
+            settings = {"external_mask_format": self.mask_format, "clip_hu": self.lung_settings().clip_hu}
+        return stable_hash(settings)
 
     def fit_key(self) -> str:
         """Hash of everything the pooled fit depends on besides the histograms."""

@@ -26,11 +26,12 @@ OUTPUT_SUFFIXES = {
     "labels": "_labels.nrrd",
     "median": "_labels_median.nrrd",
     "histogram": "_hist.json",
+    "phenotypes": "_phenotypes.json",
     "row": "_summary.json",
     "error": "_error.json",
 }
 # Files of the whole run (not per scan).
-RUN_FILES = ("gmm.json", "summary.csv", "errors.csv")
+RUN_FILES = ("gmm.json", "summary.csv", "phenotypes.csv", "errors.csv")
 
 
 @dataclass
@@ -123,7 +124,7 @@ def current_histogram(paths: Mapping[str, Path], config: SegmentConfig, input_ha
 def current_row(paths: Mapping[str, Path], input_hash: str, label_key: str) -> dict[str, Any] | None:
     """The recorded summary row if step 2's outputs exist and match input and settings."""
     row = read_json_record(paths["row"])
-    if row is None:
+    if row is None or not paths["phenotypes"].is_file():
         return None
     for key in ("labels", "median"):
         try:

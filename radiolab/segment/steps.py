@@ -12,13 +12,36 @@ import numpy as np
 
 from radiolab.dicom.convert import scan_columns, scan_header_fields
 from radiolab.errors import InputError
+from radiolab.external_masks import LungMasks, find_mask, mask_content_hash, read_external_mask
 from radiolab.io import LUNG_SEGMENTS, Volume, read_volume, slicer_segment_fields, write_json_atomic, write_volume
 from radiolab.lung import lung_mask
 from radiolab.mixture import TissueMixture, label_tissue, lung_histogram
-from radiolab.scoring import summary_row
+from radiolab.scoring import scan_tables
 from radiolab.segment.config import SegmentConfig
 from radiolab.segment.inputs import ScanInput
+from radiolab.segment.config import stable_hash
 from radiolab.segment.records import histogram_record, output_paths, provenance_fields, unlink_if_present
+
+
+def scan_input_hash(scan: ScanInput, config: SegmentConfig) -> str:
+    """The scan's content hash, combined with its external mask's when ``config.lung_masks`` is set."""
+    content = scan.content_hash()
+    if config.lung_masks is None:
+        return content
+    mask = mask_content_hash(find_mask(config.lung_masks, scan.id), config.mask_format)
+    return stable_hash({"scan": content, "lung_mask": mask})
+
+
+def external_masks(scan: ScanInput, config: SegmentConfig, volume: Volume) -> LungMasks:
+    """The scan's external mask on its grid (`radiolab.external_masks.read_external_mask`)."""
+    return read_external_mask(config.lung_masks, scan.id, volume.geometry, volume.array.shape,
+                              mask_format=config.mask_format, scan_path=scan.path)
+
+
+def _mask_provenance(external: LungMasks) -> dict[str, str]:
+    return {"radiolab_lung_mask_files": json.dumps(list(external.paths)),
+            "radiolab_lung_mask_format": external.mask_format,
+            "radiolab_lung_mask_hash": external.content_hash}
 from radiolab.smoothing import median_labels
 
 
@@ -39,17 +62,23 @@ def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: boo
     paths = output_paths(out_dir, scan.id)
     unlink_if_present(paths["histogram"])
     if input_hash is None:
-        input_hash = scan.content_hash()
+        input_hash = scan_input_hash(scan, config)
     volume = scan.read()
     spacing = volume.geometry.spacing
     settings = config.lung_settings()
-    mask = lung_mask(volume.array, spacing, preset=config.preset, backend=config.backend,
-                     threshold_hu=settings.threshold_hu, opening=settings.opening,
-                     min_island=settings.min_island, closing_radii=settings.closing_radii)
+    extra = {"radiolab_input_hash": input_hash}
+    if config.lung_masks is not None:
+        external = external_masks(scan, config, volume)
+        mask = external.mask
+        extra.update(_mask_provenance(external))
+    else:
+        mask = lung_mask(volume.array, spacing, preset=config.preset, backend=config.backend,
+                         threshold_hu=settings.threshold_hu, opening=settings.opening,
+                         min_island=settings.min_island, closing_radii=settings.closing_radii)
     histogram = lung_histogram(volume.array, mask, clip_hu=settings.clip_hu)
     write_volume(paths["lung"], mask.view(np.uint8), volume.geometry,
                  fields={**slicer_segment_fields(mask.shape, LUNG_SEGMENTS), **scan_header_fields(volume),
-                         **provenance_fields(config, {"radiolab_input_hash": input_hash}, steps=("lung_mask",))},
+                         **provenance_fields(config, extra, steps=("lung_mask",))},
                  compression_level=config.compression_level)
     write_json_atomic(paths["histogram"], histogram_record(scan.id, config, histogram,
                                                        volume.geometry.voxel_volume_ml, input_hash))
@@ -63,13 +92,15 @@ def label_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, mixture: Ti
                input_hash: str | None = None) -> dict[str, Any]:
     """Map step 2: label the lung voxels, median-filter, write label maps, summarise.
 
-    ``<id>_summary.json``, the step's record, is deleted first and written last; the
-    label maps carry the input hash and the label key in their headers.
+    ``<id>_summary.json``, the step's record, is deleted first and written last, after
+    ``<id>_phenotypes.json`` (the scan's rows of ``phenotypes.csv``); the label maps
+    carry the input hash and the label key in their headers. With external masks, their
+    sides, lobes and thirds are used where they have them.
     """
     paths = output_paths(out_dir, scan.id)
     unlink_if_present(paths["row"])
     if input_hash is None:
-        input_hash = scan.content_hash()
+        input_hash = scan_input_hash(scan, config)
     if volume is None:
         volume = scan.read()
     if mask is None:
@@ -88,8 +119,14 @@ def label_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, mixture: Ti
     write_volume(paths["median"], smoothed, volume.geometry,
                  fields={**segment_fields, **provenance, "radiolab_median_size": str(config.median_size)},
                  compression_level=config.compression_level)
-    row = {"id": scan.id, **summary_row(labels, volume.array, mask, volume.geometry.spacing,
-                                        direction=volume.geometry.direction), **scan_columns(volume)}
+    regions: dict[str, Any] = {}
+    if config.lung_masks is not None:
+        external = external_masks(scan, config, volume)
+        regions = {"sides": external.sides, "lobes": external.lobes, "thirds": external.thirds}
+    summary, phenotypes = scan_tables(labels, volume.array, mask, volume.geometry.spacing,
+                                      direction=volume.geometry.direction, **regions)
+    write_json_atomic(paths["phenotypes"], [{"id": scan.id, **r} for r in phenotypes])
+    row = {"id": scan.id, **summary, **scan_columns(volume)}
     if config.dicom_seg:
         row["dicom_seg"] = _write_dicom_seg(scan, out_dir, volume, labels, mask)
     write_json_atomic(paths["row"], row)

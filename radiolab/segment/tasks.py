@@ -68,7 +68,7 @@ class _MaskTask:
         paths = output_paths(self.out_dir, scan.id)
         for path in paths.values():
             remove_partial_writes(path)
-        input_hash = scan.content_hash()
+        input_hash = steps.scan_input_hash(scan, self.config)
         if not self.force:
             histogram = current_histogram(paths, self.config, input_hash)
             if histogram is not None:
@@ -89,7 +89,7 @@ class _LabelTask:
 
     def _label(self, scan, volume, mask, input_hash):
         paths = output_paths(self.out_dir, scan.id)
-        for key in ("labels", "median", "row"):  # left by a worker that died in this step
+        for key in ("labels", "median", "phenotypes", "row"):  # left by a worker that died in this step
             remove_partial_writes(paths[key])
         if not self.force:
             row = current_row(paths, input_hash, self.config.label_key(self.mixture))
