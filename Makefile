@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-features clean
+.PHONY: install demo test test-slurm bench bench-features clean
 
 install: $(STAMP)
 
@@ -23,8 +23,13 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/radiolab demo --out demo-out
 
+# The tests marked `slurm` run on a single-node SLURM started around pytest (as root; they
+# skip elsewhere); only the daemons started for the run are stopped afterwards.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	bash .ci/with-slurm.sh $(BIN)/python -m pytest
+
+test-slurm: $(STAMP)
+	bash .ci/with-slurm.sh $(BIN)/python -m pytest -m slurm tests/test_executors_clusters.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_segment.py

@@ -8,6 +8,7 @@ The Dask tests use a real ``distributed.LocalCluster`` of 2 worker processes on
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -250,7 +251,8 @@ def test_dask_executor_records_a_task_that_kills_every_worker(dask_client):
     results = executor.map(DieAlways(), [0, 1, 2, 3])
     assert [results[i] for i in (0, 1, 3)] == [0, 1, 9]
     assert isinstance(results[2], TaskFailure)
-    assert str(results[2]) == "its worker process died each time (failed 3 times)"
+    assert re.fullmatch(r"its worker process died each time; last on worker \S+, tcp://127\.0\.0\.1:\d+ "
+                        r"\(failed 3 times\)", str(results[2])), str(results[2])
 
 
 # -- SLURM / PBS job scripts -------------------------------------------------------------------
