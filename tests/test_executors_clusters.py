@@ -187,7 +187,8 @@ def worker_job_ids(folder: Path) -> list[int]:
 
 
 def slurm_jobs_running(ids) -> set[int]:
-    listed = subprocess.run(["squeue", "-h", "-o", "%A"], capture_output=True, text=True, check=True).stdout
+    """The ids (of a job or of a whole job array) still in the queue."""
+    listed = subprocess.run(["squeue", "-h", "-o", "%F"], capture_output=True, text=True, check=True).stdout
     return {int(i) for i in listed.split()} & set(ids)
 
 
@@ -322,11 +323,34 @@ def test_readme_job_array_recipe_matches_a_local_run(slurm, cohort, reference, t
         assert old in script + submit, f"the recipe no longer has {old!r}"
         script, submit = script.replace(old, new), submit.replace(old, new)
     (tmp_path / "segment-array.sh").write_text(script)
-    submitted = subprocess.run(["bash", "-euo", "pipefail", "-c", submit], cwd=tmp_path, env=cli_env(),
-                               capture_output=True, text=True, timeout=60)
-    assert submitted.returncode == 0, submitted.stderr
+    # Submitted to a stopped partition, so that the chain of dependencies can be read
+    # before anything runs: on this small node the jobs would also run in order without it.
+    partition = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True, check=True).stdout.split()[0]
+    subprocess.run(["scontrol", "update", f"PartitionName={partition}", "State=DOWN"], check=True)
+    try:
+        submitted = subprocess.run(["bash", "-euo", "pipefail", "-c", submit], cwd=tmp_path, env=cli_env(),
+                                   capture_output=True, text=True, timeout=60)
+        assert submitted.returncode == 0, submitted.stderr
+        queue = subprocess.run(["squeue", "-h", "-o", "%F|%K|%E"], capture_output=True, text=True, check=True).stdout
+    finally:
+        subprocess.run(["scontrol", "update", f"PartitionName={partition}", "State=UP"], check=True)
     last = int(re.search(r"Submitted batch job (\d+)", submitted.stdout).group(1))
-    wait_until_gone(range(1, last + 1))
+    jobs = sorted((int(job), tasks, after) for job, tasks, after in (line.split("|") for line in queue.split()))
+    jobs = [job for job in jobs if job[0] <= last][-4:]
+    try:
+        check_recipe_run(jobs, last, out, reference, tmp_path)
+    finally:  # nothing of a failed run stays queued
+        subprocess.run(["scancel", *(str(job[0]) for job in jobs)], check=False)
+
+
+def check_recipe_run(jobs, last, out, reference, tmp_path):
+    """The queued chain map -> reduce -> map -> reduce, then the outputs once it has run."""
+    (masks, mask_tasks, _), (fit, _, fit_after), (labels, label_tasks, label_after), (final, _, final_after) = jobs
+    assert mask_tasks == label_tasks == "0-1"  # two arrays of N = 2 shards
+    assert fit_after == f"afterany:{masks}_*(unfulfilled)"  # the fit waits for every mask shard,
+    assert label_after == f"afterany:{fit}(unfulfilled)"  # the labels for the fit,
+    assert final_after == f"afterany:{labels}_*(unfulfilled)" and final == last  # the tables for every label shard
+    wait_until_gone([job[0] for job in jobs])
     logs = {p.name: p.read_text() for p in sorted(tmp_path.glob("slurm-*.out"))}
     assert file_tree(out) == reference, json.dumps(logs, indent=1)
     assert not no_partial_files(out)
