@@ -67,9 +67,15 @@ class IngestParams:
     ----------
     compression_level : int
         gzip level of the NRRD volumes, 1 (fast) to 9 (smallest).
+    assume_ct : bool
+        Read series without a Modality tag as CT even without CT evidence.
+    allow_gaps : bool
+        Interpolate across gaps in the slice positions instead of refusing the series.
     """
 
     compression_level: int = 1
+    assume_ct: bool = False
+    allow_gaps: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.compression_level <= 9:
@@ -216,7 +222,8 @@ def _run_ingest(context: RunContext, params: IngestParams) -> StageResult:
         context.state["fingerprint"] = key
         return StageResult("ingest", "skipped", "up to date", previous.get("outputs", {}), key, up_to_date=True)
     dicom = _import_stage_module("ingest")
-    report = dicom.ingest(root, out, compression_level=params.compression_level)
+    report = dicom.ingest(root, out, compression_level=params.compression_level,
+                          assume_ct=params.assume_ct, allow_gaps=params.allow_gaps)
     if not report.written:
         problems = "; ".join(str(x) for x in [*report.failed, *report.skipped][:3])
         raise StageError("pipeline", "ingest", f"no CT series written from {root}" + (f" ({problems})" if problems else ""))

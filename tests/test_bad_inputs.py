@@ -221,13 +221,42 @@ def check_mixed_series(case, out, stdout, stderr):
     assert "run `radiolab ingest` to split them" in str(info.value)
 
 
-def check_missing_slice(case, out, stdout, stderr):
+def check_uneven_spacing(case, out, stdout, stderr):
     (path,) = out.glob("*.nrrd")
     volume = read_volume(path)
     assert volume.array.shape == case.extra["shape"]
-    assert volume.geometry.spacing[0] == pytest.approx(5.0)
-    assert f"  warning: {case.expected}" in stdout
+    assert volume.geometry.spacing[0] == pytest.approx(case.extra["step"])
+    assert re.search(rf"^  warning: {re.escape(case.expected)}", stdout, re.M)
     assert case.expected in read_header(path)["radiolab_warnings"]
+
+
+def check_gantry_tilt(case, out, stdout, stderr):
+    (path,) = out.glob("*.nrrd")
+    header = read_header(path)
+    assert float(header["radiolab_tilt_deg"]) == pytest.approx(case.extra["tilt_deg"], abs=0.01)
+    assert f"  warning: {case.expected}" in stdout
+    volume = read_volume(path)
+    # Orthogonal grid: the direction's slice axis is the normal, rows grew to hold the shift.
+    direction = np.array(volume.geometry.direction).reshape(3, 3)
+    np.testing.assert_allclose(direction, np.eye(3), atol=1e-6)
+    assert volume.array.shape[0] == 4 and volume.array.shape[1] > 128
+
+
+def check_no_series_uid(case, out, stdout, stderr):
+    written = sorted(out.glob("*.nrrd"))
+    assert [p.name.split("-")[:4] for p in written] == [["series", "3", "lung", "5mm"], ["series", "4", "lung", "2mm"]]
+    assert [read_volume(p).array.shape[0] for p in written] == case.extra["slices"]
+    for path in written:
+        assert read_header(path)["radiolab_grouped_by"].startswith("StudyInstanceUID")
+        assert case.expected in read_header(path)["radiolab_warnings"]
+
+
+def check_no_modality_ct(case, out, stdout, stderr):
+    (path,) = out.glob("*.nrrd")
+    header = read_header(path)
+    assert header["radiolab_modality"] == "CT"
+    assert header["radiolab_modality_source"] == "its SOP class (CT Image Storage)"
+    assert f"  warning: {case.expected}" in stdout
 
 
 def check_jpeg2000(case, out, stdout, stderr):
@@ -256,7 +285,10 @@ def check_inconsistent_rescale(case, out, stdout, stderr):
 
 ACCEPT_CHECKS = {
     "dicom_mixed_series": check_mixed_series,
-    "dicom_missing_slice": check_missing_slice,
+    "dicom_uneven_spacing": check_uneven_spacing,
+    "dicom_gantry_tilt": check_gantry_tilt,
+    "dicom_no_series_uid": check_no_series_uid,
+    "dicom_no_modality_ct": check_no_modality_ct,
     "dicom_jpeg2000": check_jpeg2000,
     "dicom_inconsistent_rescale": check_inconsistent_rescale,
 }
@@ -481,6 +513,12 @@ def test_privacy_no_patient_tag_reaches_any_output(tmp_path):
     shutil.copytree(data / "dicomdirtests" / "77654033", dicom / "study_a")
     shutil.copytree(data / "dicomdirtests" / "98892001", dicom / "study_b")
     shutil.copytree(data / "dicomdirtests" / "98892003" / "MR700", dicom / "mr")
+    # A series without any UID or study tag: its name falls back to hashed keys and folder.
+    (dicom / "no_uids").mkdir()
+    stripped = pydicom.dcmread(data / "CT_small.dcm")
+    for keyword in ("SeriesInstanceUID", "StudyInstanceUID", "StudyDate", "StudyTime"):
+        delattr(stripped, keyword)
+    stripped.save_as(dicom / "no_uids" / "ct.dcm")
     phi = patient_values(dicom)
     # The sources really carry the tags (so that the test can fail).
     assert {"CompressedSamples^CT1", "1CT1", "JFK IMAGING CENTER", "CQ500-CT-310", "Doe^Peter", "98890234",
@@ -488,9 +526,11 @@ def test_privacy_no_patient_tag_reaches_any_output(tmp_path):
 
     space = Workspace(tmp_path / "run")
     volumes, labels, report = space.out / "volumes", space.out / "labels", space.out / "report.html"
-    status, out1, err1 = run_cli(["ingest", "--in", str(dicom), "--out", str(volumes)], space.cwd)
+    # --allow-gaps: study_a/CT2 has a 202.5 mm gap, which is refused without it.
+    status, out1, err1 = run_cli(["ingest", "--in", str(dicom), "--out", str(volumes), "--allow-gaps"], space.cwd)
     assert status == 0, err1
-    assert len(list(volumes.glob("*.nrrd"))) == 5  # chest, CT_small, J2K, CT2, CT5N
+    assert len(list(volumes.glob("*.nrrd"))) == 6  # chest, CT_small, J2K, CT2, CT5N, no_uids
+    assert "no SeriesInstanceUID: files grouped by SeriesNumber" in out1
     status, out2, err2 = run_cli(["segment", "--in", str(dicom), "--out", str(labels)], space.cwd)
     chest = [r["id"] for r in read_csv(labels / "summary.csv") if r["id"].startswith("series-2-thorax-7mm-")]
     assert len(chest) == 1, err2

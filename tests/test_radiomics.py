@@ -19,6 +19,7 @@ import SimpleITK as sitk  # noqa: E402
 from radiolab.cli import main as radiolab_main  # noqa: E402
 from radiolab.errors import InputError, OptionalDependencyError  # noqa: E402
 from radiolab import radiomics as rad  # noqa: E402
+from radiolab.radiomics.engine import quiet_validation  # noqa: E402
 from radiolab.io import Geometry, read_volume, write_volume  # noqa: E402
 from radiolab.segment import ScanInput  # noqa: E402
 from radiolab.synthetic import chest_phantom  # noqa: E402
@@ -92,7 +93,7 @@ def direct_pyradiomics(volume, mask, geometry, params):
     image.SetDirection(geometry.direction)
     roi = sitk.GetImageFromArray(mask.astype(np.uint8))
     roi.CopyInformation(image)
-    with rad._quiet_validation():
+    with quiet_validation():
         extractor = featureextractor.RadiomicsFeatureExtractor(dict(params))
     return extractor.execute(image, roi, label=1)
 
@@ -319,7 +320,7 @@ def test_failures_go_to_errors_csv_and_others_complete(cohort, tmp_path, monkeyp
             raise RuntimeError("simulated pyradiomics crash")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(rad, "extract_features", failing_ggo)
+    monkeypatch.setattr(rad.cohort, "extract_features", failing_ggo)
     out = tmp_path / "out" / "features.csv"
     status = radiolab_main(["features", "--in", str(bad_scans), "--labels", str(bad_labels), "--out", str(out),
                             "--params", str(params), "--regions", "ggo", "lung", "--quiet"])

@@ -1,7 +1,7 @@
 """Resumable `radiolab segment` runs: SIGKILL mid-run, rerun, identical outputs; what a
 rerun skips and recomputes; per-scan records; `radiolab fit` and the shard CLI.
 
-Resume lives in radiolab/segment.py; these tests are kept apart from the segment
+Resume lives in radiolab/segment/records.py; these tests are kept apart from the segment
 stage's own tests because they drive whole runs and subprocesses.
 """
 
@@ -283,7 +283,7 @@ def test_outputs_have_no_dates_and_records_name_inputs(cohort, tmp_path):
 
 
 def test_transient_errors_are_retried_then_recorded(cohort, tmp_path, monkeypatch):
-    import radiolab.segment as segment
+    import radiolab.segment.steps as segment
 
     real = segment.mask_scan
     calls: dict[str, int] = {}

@@ -26,6 +26,12 @@ def _get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compression-level", dest="compression_level", type=int, default=1,
                         choices=range(1, 10), metavar="{1..9}",
                         help="gzip level of the NRRD files (default: 1, fast)")
+    parser.add_argument("--assume-ct", dest="assume_ct", action="store_true",
+                        help="read series without a Modality tag as CT even when nothing else shows "
+                             "CT (never overrides an explicit MR, SEG or other Modality)")
+    parser.add_argument("--allow-gaps", dest="allow_gaps", action="store_true",
+                        help="interpolate across gaps in the slice positions (a step of 1.5 times its "
+                             "neighbours' or more) instead of refusing the series")
     return parser
 
 
@@ -35,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _get_parser().parse_args(argv)
     try:
-        report = ingest(args.root, args.out_dir, compression_level=args.compression_level)
+        report = ingest(args.root, args.out_dir, compression_level=args.compression_level,
+                        assume_ct=args.assume_ct, allow_gaps=args.allow_gaps)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

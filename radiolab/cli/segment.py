@@ -43,6 +43,13 @@ def _get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--qc", action="store_true",
                         help="also write <id>_qc.png images and the automatic flags (as `radiolab qc`)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summary table")
+    parser.add_argument("--assume-ct", dest="assume_ct", action="store_true",
+                        help="read DICOM series without a Modality tag as CT even when nothing else shows CT")
+    parser.add_argument("--allow-gaps", dest="allow_gaps", action="store_true",
+                        help="interpolate across gaps in a DICOM series' slice positions instead of refusing it")
+    parser.add_argument("--dicom-seg", dest="dicom_seg", action="store_true",
+                        help="also write <id>_labels.seg.dcm (DICOM Segmentation) for scans read directly "
+                             "from a DICOM series; it carries the source's patient and study modules")
     return parser
 
 
@@ -83,6 +90,7 @@ def config_from_args(args: argparse.Namespace):
         seed=args.seed, n_init=args.n_init, tol=args.tol, median_size=args.median_size,
         threshold_hu=args.threshold_hu, opening=args.opening, min_island=args.min_island,
         closing_radii=tuple(args.closing_radii) if args.closing_radii else None,
+        dicom_seg=args.dicom_seg,
     )
 
 
@@ -126,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
             parse_shard(args.shard)
         config = config_from_args(args)
         config.lung_settings()
-        scans, skipped = find_inputs(args.inputs)
+        if config.dicom_seg:
+            from radiolab.dicom.seg import require_highdicom
+
+            require_highdicom()
+        scans, skipped = find_inputs(args.inputs, assume_ct=args.assume_ct, allow_gaps=args.allow_gaps)
         for path, reason in skipped:
             print(f"skipped {path}: {reason}", file=sys.stderr)
         report = segment_cohort(scans, args.out, config, shard=args.shard, progress=not args.quiet,

@@ -1,0 +1,101 @@
+"""Tasks an executor runs per scan: skip what is up to date, turn input errors into records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from radiolab.errors import InputError, RadiolabError
+from radiolab.executors import TaskFailure
+from radiolab.io import Volume, remove_partial_writes
+from radiolab.mixture import Histogram
+from radiolab.segment import steps
+from radiolab.segment.inputs import ScanInput
+from radiolab.segment.records import ScanError, current_histogram, current_row, output_paths
+
+
+# Errors that retrying cannot cure: bad input, no lung, bad parameters. Anything else
+# (I/O errors, out of memory, a bug) propagates so that the executor tries again.
+FINAL_ERRORS = (RadiolabError, ValueError)
+
+
+def _run_step(step: str, function: Callable, scan: ScanInput, *args, **kwargs):
+    """Run one step on one scan; return (result, None) or (None, ScanError).
+
+    Errors in `FINAL_ERRORS` become a ScanError; others are raised for a retry.
+    """
+    try:
+        return function(scan, *args, **kwargs), None
+    except FINAL_ERRORS as error:
+        return None, ScanError(scan.id, step, _describe(scan, error))
+
+
+def _describe(scan: ScanInput, error: BaseException | TaskFailure) -> str:
+    if isinstance(error, TaskFailure):
+        return f"{scan.path}: {error}"
+    text = str(error) or type(error).__name__
+    if isinstance(error, InputError):
+        return text
+    if isinstance(error, MemoryError):
+        text = "out of memory"
+    return f"{scan.path}: {text}"
+
+
+@dataclass
+class MaskOutcome:
+    histogram: Histogram | None
+    input_hash: str
+    skipped: bool
+    volume: Volume | None = None
+    mask: np.ndarray | None = None
+
+
+class _MaskTask:
+    """Step 1 for one scan: clean stale temporaries, hash, skip if up to date, else mask."""
+
+    def __init__(self, out_dir, config, keep, force=False):
+        self.out_dir, self.config, self.keep, self.force = out_dir, config, keep, force
+
+    def __call__(self, scan):
+        return _run_step("lung_mask", self._mask, scan)
+
+    def _mask(self, scan):
+        paths = output_paths(self.out_dir, scan.id)
+        for path in paths.values():
+            remove_partial_writes(path)
+        input_hash = scan.content_hash()
+        if not self.force:
+            histogram = current_histogram(paths, self.config, input_hash)
+            if histogram is not None:
+                return MaskOutcome(histogram, input_hash, skipped=True)
+        histogram, volume, mask = steps.mask_scan(scan, self.out_dir, self.config, keep=self.keep, input_hash=input_hash)
+        return MaskOutcome(histogram, input_hash, skipped=False, volume=volume, mask=mask)
+
+
+class _LabelTask:
+    """Step 2 for one scan: skip if up to date, else label."""
+
+    def __init__(self, out_dir, config, mixture, force=False):
+        self.out_dir, self.config, self.mixture, self.force = out_dir, config, mixture, force
+
+    def __call__(self, item):
+        scan, volume, mask, input_hash = item
+        return _run_step("labels", self._label, scan, volume, mask, input_hash)
+
+    def _label(self, scan, volume, mask, input_hash):
+        paths = output_paths(self.out_dir, scan.id)
+        for key in ("labels", "median", "row"):  # left by a worker that died in this step
+            remove_partial_writes(paths[key])
+        if not self.force:
+            row = current_row(paths, input_hash, self.config.label_key(self.mixture))
+            if row is not None:
+                return row, True
+        return steps.label_scan(scan, self.out_dir, self.config, self.mixture, volume, mask, input_hash=input_hash), False
+
+
+def _unpack(scan: ScanInput, step: str, outcome) -> tuple[Any, ScanError | None]:
+    if isinstance(outcome, TaskFailure):
+        return None, ScanError(scan.id, step, _describe(scan, outcome))
+    return outcome
