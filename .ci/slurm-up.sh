@@ -34,8 +34,12 @@ if ! command -v slurmctld > /dev/null || ! command -v slurmd > /dev/null || ! co
         || ! command -v sbatch > /dev/null; then
     command -v apt-get > /dev/null || give_up "SLURM is not installed and there is no apt-get"
     echo "slurm-up: installing slurmctld, slurmd, slurm-client, munge" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 --no-install-recommends \
-        slurmctld slurmd slurm-client munge > /dev/null \
+    install() {
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 --no-install-recommends \
+            slurmctld slurmd slurm-client munge > /dev/null
+    }
+    # A fresh image may have no package lists yet: update them once, then try again.
+    install || { apt-get update -q > /dev/null && install; } \
         || give_up "apt-get install slurmctld slurmd slurm-client munge failed"
 fi
 

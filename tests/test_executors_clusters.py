@@ -146,6 +146,7 @@ def reference(cohort, tmp_path_factory):
 @pytest.fixture(scope="session")
 def slurm():
     """The running single-node SLURM: ``{"log": slurmctld log path}``; a skip (CI: a failure) without it."""
+    pytest.importorskip("dask_jobqueue")
     reason = None
     if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
         reason = "SLURM client commands (sbatch, sinfo) are not installed"
