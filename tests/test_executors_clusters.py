@@ -219,7 +219,9 @@ def test_slurm_workers_match_a_local_run(slurm, cohort, reference, tmp_path):
     log = slurm["log"].read_text()[log_start:]
     for job in jobs:
         assert re.search(rf"_slurm_rpc_submit_batch_job: JobId={job}\b", log), f"job {job} not submitted"
-        assert re.search(rf"sched: Allocate JobId={job} NodeList=", log), f"job {job} never started"
+        # Started by the main scheduler or by backfill, which log it differently.
+        started = rf"(sched: Allocate JobId={job} NodeList=|sched/backfill: _start_job: Started JobId={job} )"
+        assert re.search(started, log), f"job {job} never started"
     wait_until_gone(jobs, timeout=60)  # released when the run ends
     assert_loopback_only(addresses, "the scheduler and the SLURM-started workers")
 
