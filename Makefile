@@ -23,9 +23,14 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/radiolab demo --out demo-out
 
+# The report's browser tests need a headless chromium; as root it is installed when missing.
 # The tests marked `slurm` run on a single-node SLURM started around pytest (as root; they
 # skip elsewhere); only the daemons started for the run are stopped afterwards.
 test: $(STAMP)
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		chromium; } \
+		|| echo "make test: no chromium; the report's browser tests will skip"
 	bash .ci/with-slurm.sh $(BIN)/python -m pytest
 
 test-slurm: $(STAMP)

@@ -45,9 +45,21 @@ class NoLungError(RadiolabError, ValueError):
 
 
 class OptionalDependencyError(RadiolabError, ImportError):
-    """An optional dependency (torch, Dask, pyradiomics) is missing."""
+    """An optional dependency (torch, Dask, pyradiomics, Jinja2) is missing.
 
-    def __init__(self, package: str, feature: str, *, install: str | None = None) -> None:
+    Parameters
+    ----------
+    package : str
+        The missing package.
+    feature : str
+        What needs it, as the user asked for it.
+    extra : str
+        The extra of radiolab that installs it (``dask``, ``torch``, ``radiomics``, ``report``).
+    install : str, optional
+        How to install it, when not by the extra alone.
+    """
+
+    def __init__(self, package: str, feature: str, *, extra: str = "all", install: str | None = None) -> None:
         self.package = package
-        install = install or "`make install` or `pip install 'radiolab[all]'`"
+        install = install or f"`make install` or `pip install 'radiolab[{extra}]'`"
         super().__init__(f"{feature} needs the optional package '{package}'. Install it with {install}.")

@@ -83,7 +83,7 @@ def _one_line(error: BaseException) -> str:
 def _progress_bar(total: int, description: str, progress: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=description, unit="scan", disable=not progress, leave=False)
+    return tqdm(total=total, desc=description, unit="scan", disable=None if progress else True, leave=False)
 
 
 class Executor:
@@ -131,7 +131,7 @@ class Executor:
         description : str
             Label of the progress bar.
         progress : bool
-            Show a progress bar.
+            Show a progress bar (only when stderr is a terminal).
         keys : sequence of str, optional
             A readable name per item (the scan id); Dask uses it in task keys.
         """
@@ -539,7 +539,7 @@ def _import_distributed(feature: str):
     try:
         import distributed
     except ImportError:
-        raise OptionalDependencyError("dask[distributed]", feature) from None
+        raise OptionalDependencyError("dask[distributed]", feature, extra="dask") from None
     return distributed
 
 
@@ -615,7 +615,7 @@ def jobqueue_cluster(kind: str, config: ClusterConfig = ClusterConfig(), *,
     try:
         import dask_jobqueue
     except ImportError:
-        raise OptionalDependencyError("dask-jobqueue", f"--cluster {kind}") from None
+        raise OptionalDependencyError("dask-jobqueue", f"--cluster {kind}", extra="dask") from None
     cls = dask_jobqueue.SLURMCluster if kind == "slurm" else dask_jobqueue.PBSCluster
     options = dict(config.scheduler_options)
     # No dashboard unless its address is given; the HTTP server then takes a free port.

@@ -240,7 +240,7 @@ def histograms_from_scans(
     histograms: dict[str, Histogram] = {}
     skipped: list[tuple[str, str]] = [(str(p), r) for p, r in skipped_inputs]
     key = config.mask_key()
-    for scan in tqdm(scans, desc="lung masks", unit="scan", disable=not progress, leave=False):
+    for scan in tqdm(scans, desc="lung masks", unit="scan", disable=None if progress else True, leave=False):
         cached = output_paths(out_dir, scan.id)["histogram"]
         if cached.is_file():
             try:

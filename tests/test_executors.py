@@ -36,6 +36,7 @@ from radiolab.synthetic import make_cohort
 from helpers import file_tree
 
 SHAPE, SPACING = (40, 64, 64), (7.0, 5.0, 5.0)
+DASK_MISSING = "the dask extra is not installed: pip install 'radiolab[dask]'"
 
 
 # -- picklable test tasks (workers import this module by name) ------------------------------
@@ -102,7 +103,7 @@ def reference(cohort, tmp_path_factory):
 @pytest.fixture(scope="module")
 def dask_executor():
     """``--cluster local --workers 2``: a LocalCluster of 2 processes on 127.0.0.1."""
-    pytest.importorskip("distributed")
+    pytest.importorskip("distributed", reason=DASK_MISSING)
     with make_executor(cluster="local", workers=2) as executor:
         yield executor
 
@@ -125,7 +126,7 @@ def dask_client(dask_executor):
     ({"cluster": "slurm"}, "needs --workers"),
 ])
 def test_make_executor_rejects_conflicting_options(kwargs, text):
-    pytest.importorskip("distributed")
+    pytest.importorskip("distributed", reason=DASK_MISSING)
     with pytest.raises(ValueError, match=text):
         make_executor(**kwargs)
 
@@ -137,7 +138,7 @@ def test_make_executor_local_kinds():
 
 
 def test_missing_scheduler_file_names_it(tmp_path):
-    pytest.importorskip("distributed")
+    pytest.importorskip("distributed", reason=DASK_MISSING)
     with pytest.raises(InputError, match="scheduler file does not exist"):
         make_executor(scheduler_file=tmp_path / "nope.json")
 
@@ -271,7 +272,7 @@ def test_a_worker_killed_by_one_task_takes_no_other_task_with_it():
 # -- SLURM / PBS job scripts -------------------------------------------------------------------
 
 def test_slurm_job_script_from_yaml(tmp_path):
-    pytest.importorskip("dask_jobqueue")
+    pytest.importorskip("dask_jobqueue", reason=DASK_MISSING)
     path = tmp_path / "slurm.yaml"
     path.write_text(
         "queue: short\naccount: lungs\ncores: 2\nmemory: 8GiB\nwalltime: '02:30:00'\n"
@@ -298,7 +299,7 @@ def test_slurm_job_script_from_yaml(tmp_path):
 
 
 def test_pbs_job_script():
-    pytest.importorskip("dask_jobqueue")
+    pytest.importorskip("dask_jobqueue", reason=DASK_MISSING)
     config = ClusterConfig(queue="workq", cores=4, processes=2, memory="16GiB", walltime="01:00:00",
                            resource_spec="select=1:ncpus=4:mem=16GB", scheduler_options={"host": "127.0.0.1"})
     cluster = jobqueue_cluster("pbs", config)

@@ -218,7 +218,6 @@ def test_features_and_correlate_adapters_call_their_modules(cohort, tmp_path, mo
 
 
 def test_dicom_ingest_runs_once_then_is_up_to_date(tmp_path):
-    pytest.importorskip("radiolab.dicom")
     from pydicom.data import get_testdata_file
 
     source = get_testdata_file("CT_small.dcm", download=False)

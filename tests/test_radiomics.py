@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("radiomics")
-pd = pytest.importorskip("pandas")
+RADIOMICS_EXTRA = "the radiomics extra is not installed: make install, or see the README for pip"
+pytest.importorskip("radiomics", reason=f"pyradiomics is missing; {RADIOMICS_EXTRA}")
+pd = pytest.importorskip("pandas", reason=f"pandas (feature tables) is missing; {RADIOMICS_EXTRA}")
 
 import SimpleITK as sitk  # noqa: E402
 

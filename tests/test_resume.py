@@ -254,7 +254,7 @@ def test_shard_with_fixed_model_labels_at_once(cohort, tmp_path):
     (["--workers", "2"], "--workers needs --cluster"),
 ])
 def test_cli_rejects_bad_backend_options(cohort, tmp_path, capsys, argv, message):
-    pytest.importorskip("distributed")
+    pytest.importorskip("distributed", reason="the dask extra is not installed: pip install 'radiolab[dask]'")
     assert segment_cli.main(["--in", str(cohort), "--out", str(tmp_path)] + argv) == 2
     assert message in capsys.readouterr().err
 

@@ -55,13 +55,14 @@ def _get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _get_parser().parse_args(argv)
     from radiolab.errors import InputError, OptionalDependencyError
+    from radiolab.log import configure_logging
     from radiolab.radiomics import extract_cohort
     from radiolab.segment import find_inputs
 
     if args.jobs < 1:
         print("radiolab features: --jobs must be at least 1", file=sys.stderr)
         return 2
-    _configure_logging(args.quiet)
+    configure_logging("radiolab features", logging.ERROR if args.quiet else None)  # skipped regions: warnings
     try:
         scans, skipped = find_inputs(args.inputs)
         for path, reason in skipped:
@@ -82,24 +83,3 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(report.errors)} failure(s) in {report.errors_path}; table {report.out}"
               + (f"; {len(report.maps)} voxel map(s)" if args.voxel_maps else ""))
     return 1 if report.errors else 0
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time of each message."""
-
-    @property  # type: ignore[override]
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
-
-def _configure_logging(quiet: bool) -> None:
-    logger = logging.getLogger("radiolab")
-    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("radiolab features: %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.ERROR if quiet else logging.WARNING)

@@ -1,6 +1,7 @@
 """``radiolab ingest``: convert the DICOM CT series under a folder to NRRD volumes.
 
-Prints one line per written, skipped and failed series. Exit status 1 if any CT series
+Prints one line per written, skipped and failed series; reading warnings (uneven spacing,
+gantry tilt, missing tags) are logged with the series name. Exit status 1 if any CT series
 failed or nothing was written, else 0.
 """
 
@@ -38,6 +39,8 @@ def _get_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``radiolab ingest``; returns the exit status."""
     from radiolab.dicom import ingest
+    from radiolab.io import scan_id
+    from radiolab.log import scan_logger
 
     args = _get_parser().parse_args(argv)
     try:
@@ -49,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in report.written:
         print(f"wrote {path}")
         for warning in report.warnings.get(path, []):
-            print(f"  warning: {warning}")
+            scan_logger("radiolab.dicom", scan_id(path)).warning("%s", warning)
     for skipped in report.skipped:
         where = f" ({skipped.folder})" if skipped.folder else ""
         print(f"skipped {skipped.name or skipped.source}{where}: {skipped.reason}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from radiolab.errors import InputError
+from radiolab.errors import InputError, OptionalDependencyError
 
 
 def _get_parser() -> argparse.ArgumentParser:
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                               id_col=args.id_col, score_col=args.score_col, iterations=args.iterations,
                               seed=args.seed, jobs=args.jobs, thumbnail_width=args.thumbnail_width,
                               title=args.title)
-    except (InputError, ValueError) as error:
+    except (InputError, ValueError, OptionalDependencyError) as error:
         print(f"radiolab report: error: {error}", file=sys.stderr)
         return 2
     for note in result.notes:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-
 import csv
 import io as _io
-import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -16,6 +14,7 @@ import numpy as np
 
 from radiolab import __version__
 from radiolab.errors import InputError, OptionalDependencyError
+from radiolab.log import scan_logger
 from radiolab.mixture import CLASS_NAMES
 from radiolab.radiomics.engine import MapRefused, pyradiomics_version
 from radiolab.radiomics.extraction import MAX_MAP_VOXELS, MIN_TEXTURE_VOXELS, PROVENANCE_COLUMNS, ROW_COLUMNS, SKIP_COLUMN, error_message, extract_features, voxel_feature_maps
@@ -23,7 +22,6 @@ from radiolab.radiomics.images import CROP_MARGIN_MM
 from radiolab.radiomics.params import DEFAULT_PARAMS, load_params, params_sha256
 from radiolab.radiomics.regions import REGIONS, check_regions, region_masks
 
-logger = logging.getLogger(__name__)
 
 # Label map files written by `radiolab segment`, by --map choice.
 LABEL_MAPS: dict[str, str] = {"voxel": "_labels.nrrd", "median": "_labels_median.nrrd"}
@@ -178,7 +176,7 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str],
     try:
         import pandas as pd
     except ImportError as error:
-        raise OptionalDependencyError("pandas", "writing the feature table") from error
+        raise OptionalDependencyError("pandas", "writing the feature table", extra="radiomics") from error
     from radiolab.io import atomic_path
 
     columns = list(columns or table_columns(rows))
@@ -195,7 +193,7 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str],
             try:
                 frame.to_parquet(temporary, index=False, engine="pyarrow")
             except ImportError as error:
-                raise OptionalDependencyError("pyarrow", "writing Parquet") from error
+                raise OptionalDependencyError("pyarrow", "writing Parquet", extra="radiomics") from error
         else:
             frame.to_csv(temporary, index=False, float_format=None, lineterminator="\n")
     return frame
@@ -217,7 +215,7 @@ def _map_scans(job: _ScanJob, scans: Sequence[Any], jobs: int, progress: bool) -
     from tqdm.auto import tqdm
 
     results = []
-    with tqdm(total=len(scans), desc="features", unit="scan", disable=not progress, leave=False) as bar:
+    with tqdm(total=len(scans), desc="features", unit="scan", disable=None if progress else True, leave=False) as bar:
         if jobs == 1 or len(scans) <= 1:
             for scan in scans:
                 results.append(job(scan))
@@ -328,9 +326,9 @@ def extract_cohort(
     report.rows.sort(key=lambda row: (row["id"], order[row["region"]]))
     for row in report.rows:
         if row[SKIP_COLUMN]:
-            logger.warning("%s %s: skipped %s", row["id"], row["region"], row[SKIP_COLUMN])
+            scan_logger(__name__, row["id"]).warning("%s: skipped %s", row["region"], row[SKIP_COLUMN])
     for error in report.errors:
-        logger.error("%s [%s]: %s", error.id, error.stage, error.message)
+        scan_logger(__name__, error.id).error("[%s]: %s", error.stage, error.message)
     report.columns = table_columns(report.rows)
     write_table(report.rows, out_path, format=format, columns=report.columns)
     write_errors(report.errors, report.errors_path)

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from radiolab.errors import InputError, RadiolabError
+from radiolab.errors import InputError, OptionalDependencyError, RadiolabError
 from radiolab.report.flags import FlagSettings, compute_flags, read_csv_rows
 from radiolab.report.qc import QC_SUFFIX, figure_png
 
@@ -336,13 +336,8 @@ def _correlation_section(scores, folder: Path, *, id_col, score_col, iterations,
                          notes: list[str]) -> tuple[dict[str, Any], bool]:
     """Run radiolab.stats.run_correlation into a temporary folder and embed its outputs."""
     section: dict[str, Any] = {"scores": os.fspath(scores), "images": [], "numbers": [], "note": None}
-    try:
-        from radiolab.stats import run_correlation
-    except ImportError as error:
-        section["note"] = ("Correlation plots need the radiolab.stats module, which this installation "
-                           f"does not provide ({error}). Update radiolab to include them.")
-        notes.append(section["note"])
-        return section, False
+    from radiolab.stats import run_correlation
+
     with tempfile.TemporaryDirectory(prefix="radiolab-report-") as tmp:
         try:
             result = run_correlation(scores, folder, tmp, id_col=id_col, score_col=score_col,
@@ -351,18 +346,9 @@ def _correlation_section(scores, folder: Path, *, id_col, score_col, iterations,
             section["note"] = f"Correlation with {os.fspath(scores)} failed: {error}"
             notes.append(section["note"])
             return section, True
-        numbers = result if isinstance(result, dict) else {}
-        json_path = Path(tmp) / "correlation.json"
-        if json_path.exists():
-            try:
-                numbers = json.loads(json_path.read_text(encoding="utf-8"))
-            except ValueError:
-                pass
-        section["numbers"] = _flatten(numbers)
-        for name in CORRELATION_IMAGES:
-            path = Path(tmp) / name
-            if path.exists():
-                section["images"].append({"name": name, "uri": data_uri(path.read_bytes())})
+        section["numbers"] = _flatten(result)  # what correlation.json holds
+        section["images"] = [{"name": name, "uri": data_uri((Path(tmp) / name).read_bytes())}
+                             for name in CORRELATION_IMAGES]
     return section, False
 
 
@@ -378,12 +364,21 @@ def _thumbnail(path: Path, width: int) -> str:
     return data_uri(buffer.getvalue(), "image/jpeg")
 
 
+def _jinja2():
+    """Import Jinja2 (the ``report`` extra) or say how to install it."""
+    try:
+        import jinja2
+    except ImportError as error:
+        raise OptionalDependencyError("jinja2", "radiolab report", extra="report") from error
+    return jinja2
+
+
 def _provenance(folder: Path, gmm_record: dict | None) -> dict[str, Any]:
-    import jinja2
     import matplotlib
 
     from radiolab import __version__
 
+    jinja2 = _jinja2()
     report = [("radiolab", __version__), ("python", platform.python_version()),
               ("numpy", np.__version__), ("matplotlib", matplotlib.__version__),
               ("jinja2", jinja2.__version__), ("platform", platform.platform()),
@@ -462,8 +457,10 @@ def write_report(
     ------
     InputError
         If ``labels_dir`` does not exist or holds neither summary.csv nor errors.csv.
+    OptionalDependencyError
+        If Jinja2 (the ``report`` extra) is not installed.
     """
-    import jinja2
+    jinja2 = _jinja2()
 
     from radiolab.report.qc import write_qc_images
 
