@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-wheel bench bench-features clean
+.PHONY: install demo test test-slurm test-wheel bench bench-features clean
 
 install: $(STAMP)
 
@@ -24,12 +24,17 @@ demo: $(STAMP)
 	$(BIN)/radiolab demo --out demo-out
 
 # The report's browser tests need a headless chromium; as root it is installed when missing.
+# The tests marked `slurm` run on a single-node SLURM started around pytest (as root; they
+# skip elsewhere); only the daemons started for the run are stopped afterwards.
 test: $(STAMP)
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		chromium; } \
 		|| echo "make test: no chromium; the report's browser tests will skip"
-	$(BIN)/python -m pytest
+	bash .ci/with-slurm.sh $(BIN)/python -m pytest
+
+test-slurm: $(STAMP)
+	bash .ci/with-slurm.sh $(BIN)/python -m pytest -m slurm tests/test_executors_clusters.py
 
 # The wheel as users get it: built from the tree, installed with its dependencies (from
 # PyPI) into a fresh venv, run from a folder outside the source tree: `radiolab segment

@@ -18,9 +18,19 @@ Backends
     (``cluster="slurm"`` / ``"pbs"``, job settings from a YAML file). In-task errors
     are retried with Dask's ``retries=``; a task whose worker dies is rescheduled by the
     scheduler until ``attempts`` workers have died running it (``allowed_failures``).
+    No more tasks are submitted than the cluster has worker threads, so that a dying
+    worker holds only the tasks it was running (the scheduler blames all it held).
 
 Dask, distributed and dask-jobqueue are imported only inside the functions that use
 them.
+
+Test-only fault switch
+----------------------
+``RADIOLAB_TEST_KILL_WORKER_ON=<scan id>`` in a Dask worker's environment makes that
+worker process SIGKILL itself whenever it starts the task of that scan (after a line on
+its stderr), as an out-of-memory kill would. The tests use it to check that such a scan
+ends in ``errors.csv`` after ``attempts`` worker deaths while the others complete. It is
+read on the worker only; never set it for real work.
 """
 
 from __future__ import annotations
@@ -29,6 +39,8 @@ import contextlib
 import dataclasses
 import logging
 import os
+import signal
+import sys
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -38,6 +50,7 @@ from radiolab.lung import KERNEL_THREADS_VARIABLE
 
 DEFAULT_ATTEMPTS = 3
 CLUSTER_KINDS = ("local", "slurm", "pbs")
+KILL_WORKER_VARIABLE = "RADIOLAB_TEST_KILL_WORKER_ON"
 
 
 class BackendError(RadiolabError):
@@ -287,37 +300,56 @@ class DaskExecutor(Executor):
         if not items:
             return
         from dask.base import tokenize
-        from distributed import as_completed
+        from distributed import wait
 
         # Task keys carry the scan id (readable in the dashboard) and a token of the
         # call, so that two runs on one scheduler never share results.
         token = tokenize(function, os.getpid(), id(items), len(items))[:10]
         names = [str(k) for k in keys] if keys is not None else [str(i) for i in range(len(items))]
         prefix = description.replace(" ", "-") or "task"
-        task_keys = [f"{prefix}-{name}-{token}" for name in names]
-        futures = self.client.map(function, items, key=task_keys, retries=self.attempts - 1, pure=False)
-        position = {future.key: index for index, future in enumerate(futures)}
+        task = _WorkerTask(function)
+        waiting = list(range(len(items)))
+        waiting.reverse()  # popped from the end: submitted in input order
+        running: dict[Any, int] = {}
         bar = _progress_bar(len(items), description, progress)
         try:
-            for future in as_completed(futures):
-                # result(), not the status: a finished result held by a worker that died
-                # meanwhile is "lost" and recomputed by the scheduler, and result() waits.
-                try:
-                    result = future.result()
-                except Exception as error:  # the task raised, or its workers kept dying
-                    result = TaskFailure(_describe_dask_error(error), _dask_attempts(error, self.attempts),
-                                         _traceback_text(error))
-                except BaseException as error:  # a cancelled future (asyncio's CancelledError)
-                    if "Cancelled" not in type(error).__name__:
-                        raise
-                    result = TaskFailure(f"task cancelled: {error}", self.attempts)
-                future.release()
-                bar.update()
-                yield position[future.key], result
+            while waiting or running:
+                # No more tasks in flight than worker threads: the scheduler blames every
+                # task a dead worker held, so a worker must hold only the scans it runs,
+                # or one scan that kills its worker would fail its queued neighbours too.
+                capacity = max(1, sum(self.client.nthreads().values()))
+                while waiting and len(running) < capacity:
+                    index = waiting.pop()
+                    future = self.client.submit(task, items[index], names[index], retries=self.attempts - 1,
+                                                key=f"{prefix}-{names[index]}-{token}", pure=False)
+                    running[future] = index
+                try:  # the timeout lets new workers (a batch job starting) get work
+                    finished, _ = wait(list(running), timeout=1.0, return_when="FIRST_COMPLETED")
+                except TimeoutError:
+                    continue
+                for future in finished:
+                    outcome = self._outcome(future)
+                    bar.update()
+                    yield running.pop(future), outcome
         finally:
             bar.close()
-            for future in futures:
+            for future in running:
                 future.release()
+
+    def _outcome(self, future) -> Any:
+        # result(), not the status: a finished result held by a worker that died
+        # meanwhile is "lost" and recomputed by the scheduler, and result() waits.
+        try:
+            result = future.result()
+        except Exception as error:  # the task raised, or its workers kept dying
+            result = TaskFailure(_describe_dask_error(error), _dask_attempts(error, self.attempts),
+                                 _traceback_text(error))
+        except BaseException as error:  # a cancelled future (asyncio's CancelledError)
+            if "Cancelled" not in type(error).__name__:
+                raise
+            result = TaskFailure(f"task cancelled: {error}", self.attempts)
+        future.release()
+        return result
 
     def close(self) -> None:
         for thing in reversed(self._owned):
@@ -326,6 +358,20 @@ class DaskExecutor(Executor):
             except Exception:  # pragma: no cover - best effort at shutdown
                 pass
         self._owned = ()
+
+
+class _WorkerTask:
+    """``function(item)`` on a Dask worker, behind the test-only fault switch."""
+
+    def __init__(self, function: Callable[[Any], Any]) -> None:
+        self.function = function
+
+    def __call__(self, item: Any, name: str) -> Any:
+        if os.environ.get(KILL_WORKER_VARIABLE) == name:
+            print(f"radiolab: {KILL_WORKER_VARIABLE}={name}: worker process {os.getpid()} kills itself "
+                  f"on task {name!r} (test-only fault switch)", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.function(item)
 
 
 def _dask_attempts(error: BaseException, attempts: int) -> int:
@@ -338,7 +384,9 @@ def _describe_dask_error(error: BaseException) -> str:
     from distributed import KilledWorker
 
     if isinstance(error, KilledWorker):
-        return "its worker process died each time"
+        # The address is what the worker's log names ("Start worker at: ..."): grep for it.
+        last = error.last_worker
+        return f"its worker process died each time; last on worker {last.name}, {last.address}"
     return _one_line(error)
 
 
@@ -580,7 +628,8 @@ def jobqueue_cluster(kind: str, config: ClusterConfig = ClusterConfig(), *,
     options = dict(config.scheduler_options)
     # No dashboard unless its address is given; the HTTP server then takes a free port.
     options.setdefault("dashboard", "dashboard_address" in options)
-    options.setdefault("dashboard_address", ":0")
+    # On the scheduler's host: with `host: 127.0.0.1` nothing listens beyond loopback.
+    options.setdefault("dashboard_address", f"{options.get('host', '')}:0")
     scheduler_options = {**options, "allowed_failures": attempts - 1}
     return cls(scheduler_options=scheduler_options, **config.jobqueue_kwargs(kind))
 
