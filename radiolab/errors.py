@@ -44,6 +44,20 @@ class NoLungError(RadiolabError, ValueError):
     """No lung island survived the lung-mask rules."""
 
 
+class ParameterError(RadiolabError, ValueError):
+    """A setting or option whose value radiolab cannot use; the message names it and
+    says what is allowed."""
+
+
+class DataError(RadiolabError, ValueError):
+    """Data that a method cannot use as a whole (a correlation of fewer than 3 scans, all
+    scores equal ...); the message says why."""
+
+
+class FitError(DataError):
+    """The pooled mixture cannot be fitted on the data given (too few distinct HU values)."""
+
+
 class OptionalDependencyError(RadiolabError, ImportError):
     """An optional dependency (torch, Dask, pyradiomics, Jinja2) is missing.
 

@@ -42,7 +42,7 @@ from scipy import ndimage
 
 from radiolab import _bitmorph
 from radiolab.chest_tuning import ChestTuning
-from radiolab.errors import NoLungError
+from radiolab.errors import NoLungError, ParameterError
 from radiolab.orientation import IDENTITY_DIRECTION
 
 Backend = Literal["fast", "reference"]
@@ -110,14 +110,14 @@ def settings_for(preset: str = "default", **overrides) -> LungMaskSettings:
         If the preset or a field name is unknown; the message lists the valid ones.
     """
     if preset not in PRESETS:
-        raise ValueError(f"unknown lung-mask preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+        raise ParameterError(f"unknown lung-mask preset {preset!r}; valid presets: {', '.join(PRESETS)}")
     base = PRESETS[preset]
     valid = set(LungMaskSettings.__dataclass_fields__) - {"chest"}
     if base.chest is not None:
         valid |= set(CHEST_FIELDS)
     unknown = set(overrides) - valid
     if unknown:
-        raise ValueError(f"unknown lung-mask setting(s) {sorted(unknown)} for preset {preset!r}; "
+        raise ParameterError(f"unknown lung-mask setting(s) {sorted(unknown)} for preset {preset!r}; "
                          f"valid: {sorted(valid)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if "closing_radii" in overrides:
@@ -187,9 +187,9 @@ def lung_mask(
         raise ValueError(f"volume must be 3-D (z, y, x), got shape {volume.shape}")
     spacing = tuple(float(s) for s in spacing)
     if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):
-        raise ValueError(f"spacing must be three positive mm values, got {spacing}")
+        raise ParameterError(f"spacing must be three positive mm values, got {spacing}")
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+        raise ParameterError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
     settings = settings_for(preset, threshold_hu=threshold_hu, opening=opening,
                             min_island=min_island, closing_radii=closing_radii, **tuning)
     if settings.chest is not None:

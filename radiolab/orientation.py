@@ -16,6 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
+from radiolab.errors import ParameterError
+
 IDENTITY_DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 
@@ -64,10 +66,10 @@ def reorientation(direction: Sequence[float] = IDENTITY_DIRECTION) -> Reorientat
     """
     matrix = np.asarray(direction, dtype=float)
     if matrix.size != 9 or not np.all(np.isfinite(matrix)):
-        raise ValueError(f"direction must be 9 finite direction cosines, got {tuple(direction)}")
+        raise ParameterError(f"direction must be 9 finite direction cosines, got {tuple(direction)}")
     matrix = matrix.reshape(3, 3)
     if abs(np.linalg.det(matrix)) < 1e-6:
-        raise ValueError(f"direction cosines are singular: {tuple(direction)}")
+        raise ParameterError(f"direction cosines are singular: {tuple(direction)}")
     # LPS direction of each array axis (axis 0 = index k = column 2).
     axis_direction = {0: matrix[:, 2], 1: matrix[:, 1], 2: matrix[:, 0]}
     # Canonical axis 0 is LPS S (row 2), axis 1 is P (row 1), axis 2 is L (row 0).

@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from radiolab.errors import InputError
+from radiolab.errors import DataError, InputError, ParameterError
 
 SCORES = tuple(range(6))
 # S_auto bins on LI in %: (score, lower bound, upper bound, bound convention).
@@ -57,15 +57,15 @@ def _paired(li: Sequence[float], scores: Sequence[float]) -> tuple[np.ndarray, n
     x = np.asarray(li, dtype=np.float64).ravel()
     y = np.asarray(scores, dtype=np.float64).ravel()
     if x.shape != y.shape:
-        raise ValueError(f"LI and S differ in length: {x.size} and {y.size}")
+        raise DataError(f"LI and S differ in length: {x.size} and {y.size}")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        raise ValueError("LI and S must be finite numbers")
+        raise DataError("LI and S must be finite numbers")
     if x.size < 3:
-        raise ValueError(f"a correlation needs at least 3 scans, got {x.size}")
+        raise DataError(f"a correlation needs at least 3 scans, got {x.size}")
     if np.ptp(y) == 0:
-        raise ValueError(f"all scans have the same score S = {y[0]:g}; a correlation needs two or more")
+        raise DataError(f"all scans have the same score S = {y[0]:g}; a correlation needs two or more")
     if np.ptp(x) == 0:
-        raise ValueError(f"all scans have the same LI = {x[0]:g} %; a correlation needs two or more")
+        raise DataError(f"all scans have the same LI = {x[0]:g} %; a correlation needs two or more")
     return x, y
 
 
@@ -88,7 +88,7 @@ def correlate(li: Sequence[float], scores: Sequence[float]) -> dict[str, float]:
 
     Raises
     ------
-    ValueError
+    DataError
         If the lengths differ, a value is not finite, there are fewer than 3 scans, or
         S or LI is constant.
     """
@@ -139,19 +139,19 @@ def balanced_resample_indices(
 
     Raises
     ------
-    ValueError
+    DataError, ParameterError
         If there are fewer than two groups, or iterations or per_group is below 1.
     """
     values = np.asarray(scores).ravel()
     groups = np.unique(values)
     if groups.size < 2:
-        raise ValueError(f"balanced resampling needs at least two score groups, got {groups.tolist()}")
+        raise DataError(f"balanced resampling needs at least two score groups, got {groups.tolist()}")
     if int(iterations) < 1:
-        raise ValueError(f"iterations must be at least 1, got {iterations}")
+        raise ParameterError(f"iterations must be at least 1, got {iterations}")
     members = [np.flatnonzero(values == group) for group in groups]
     draws = min(m.size for m in members) if per_group is None else int(per_group)
     if draws < 1:
-        raise ValueError(f"per_group must be at least 1, got {per_group}")
+        raise ParameterError(f"per_group must be at least 1, got {per_group}")
     rng = np.random.default_rng(seed)
     blocks = [m[rng.integers(0, m.size, size=(int(iterations), draws))] for m in members]
     return np.concatenate(blocks, axis=1)
@@ -185,7 +185,7 @@ def resampled_correlation(
 
     Raises
     ------
-    ValueError
+    DataError, ParameterError
         As `correlate` and `balanced_resample_indices`.
     """
     x, y = _paired(li, scores)
@@ -244,7 +244,7 @@ def auto_score(li_pct: Sequence[float] | float) -> np.ndarray:
 
     Raises
     ------
-    ValueError
+    DataError
         If a value is not finite or lies outside 0-100 %.
 
     Examples
@@ -254,7 +254,7 @@ def auto_score(li_pct: Sequence[float] | float) -> np.ndarray:
     """
     li = np.asarray(li_pct, dtype=np.float64)
     if not np.all(np.isfinite(li)) or np.any(li < 0) or np.any(li > 100.0 + 1e-9):
-        raise ValueError("LI must be finite percentages in 0-100")
+        raise DataError("LI must be finite percentages in 0-100")
     bins = np.select([li <= 0.0, li < 5.0, li <= 25.0, li <= 50.0, li <= 75.0], [0, 1, 2, 3, 4], default=5)
     return bins.astype(np.int64)
 
@@ -281,7 +281,7 @@ def agreement(scores: Sequence[int], auto_scores: Sequence[int]) -> dict[str, An
     s = np.asarray(scores, dtype=np.int64).ravel()
     auto = np.asarray(auto_scores, dtype=np.int64).ravel()
     if s.shape != auto.shape or s.size == 0:
-        raise ValueError(f"need equal, non-zero numbers of scores, got {s.size} and {auto.size}")
+        raise DataError(f"need equal, non-zero numbers of scores, got {s.size} and {auto.size}")
     labels = list(SCORES)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -572,7 +572,7 @@ def run_correlation(
         Naming the file, for a bad scores or summary file (see `read_scores` and
         `read_involvement`), when no id matches, or when the matched scans have fewer
         than 3 members, a single score, or a single LI value.
-    ValueError
+    ParameterError
         If iterations or per_group is below 1.
     """
     from radiolab import __version__
@@ -580,9 +580,9 @@ def run_correlation(
     from radiolab.plots import involvement_box, involvement_scatter
 
     if int(iterations) < 1:
-        raise ValueError(f"iterations must be at least 1, got {iterations}")
+        raise ParameterError(f"iterations must be at least 1, got {iterations}")
     if per_group is not None and int(per_group) < 1:
-        raise ValueError(f"per_group must be at least 1, got {per_group}")
+        raise ParameterError(f"per_group must be at least 1, got {per_group}")
     table = read_scores(scores_csv, id_col=id_col, score_col=score_col)
     missing_in_scores: list[str] = []
     zonal_by_id: dict[str, float] = {}
@@ -614,7 +614,7 @@ def run_correlation(
     try:
         basic = correlate(li, s)
         resampled = resampled_correlation(li, s, iterations=iterations, per_group=per_group, seed=seed)
-    except ValueError as error:
+    except (DataError, ParameterError) as error:
         raise InputError(table.path, f"{len(ids)} scan(s) matched {li_source}: {error}") from None
     s_auto = auto_score(li)
     result: dict[str, Any] = {"n": basic["n"]}

@@ -8,6 +8,7 @@ The Dask tests use a real ``distributed.LocalCluster`` of 2 worker processes on
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -251,7 +252,21 @@ def test_dask_executor_records_a_task_that_kills_every_worker(dask_client):
     results = executor.map(DieAlways(), [0, 1, 2, 3])
     assert [results[i] for i in (0, 1, 3)] == [0, 1, 9]
     assert isinstance(results[2], TaskFailure)
-    assert str(results[2]) == "its worker process died each time (failed 3 times)"
+    assert re.fullmatch(r"its worker process died each time; last on worker \S+, tcp://127\.0\.0\.1:\d+ "
+                        r"\(failed 3 times\)", str(results[2])), str(results[2])
+
+
+def test_a_worker_killed_by_one_task_takes_no_other_task_with_it():
+    """One worker of one thread: the task queued behind the killer must not share its 3 strikes.
+
+    The scheduler counts a death against every task the worker held, so the executor
+    gives a worker no more tasks than it has threads.
+    """
+    pytest.importorskip("distributed")
+    with make_executor(cluster="local", workers=1) as executor:
+        results = executor.map(DieAlways(), [2, 0, 3], keys=["killer", "a", "b"])
+    assert results[1:] == [0, 9]
+    assert isinstance(results[0], TaskFailure) and results[0].attempts == 3
 
 
 # -- SLURM / PBS job scripts -------------------------------------------------------------------

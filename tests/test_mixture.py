@@ -205,3 +205,59 @@ def test_weighted_kmeans_matches_scikit_learn_inertia(seed):
     inertia = float(np.sum(w * (x - centres[assignment]) ** 2))
     reference = KMeans(5, n_init=10, random_state=seed).fit(x[:, None], sample_weight=w).inertia_
     assert inertia <= reference * 1.01
+
+
+# -- the variance floor ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def clipped_cohort_histogram():
+    """Three scans whose lungs hold 28% voxels clipped to -1000 HU (dark lungs, clipped)."""
+    rng = np.random.default_rng(5)
+    histograms = []
+    for _ in range(3):
+        parts = [rng.normal(mean, sd, size) for mean, sd, size in
+                 ((-990, 40, 28000), (-850, 60, 6000), (-600, 110, 3200), (-200, 160, 1600), (20, 150, 1200))]
+        histograms.append(_hist(np.rint(np.concatenate(parts)).astype(np.int16)))
+    return sum_histograms(histograms)
+
+
+def test_variance_floor_keeps_the_clip_spike_from_collapsing_a_component(clipped_cohort_histogram):
+    from scipy.special import logsumexp
+
+    histogram = clipped_cohort_histogram
+    x, w = histogram.values[histogram.counts > 0], histogram.counts[histogram.counts > 0].astype(np.float64)
+    assert w[x == -1000].sum() / w.sum() > 0.25
+    mixture = fit_mixture(histogram, seed=0, tol=1e-10, max_iter=2000)
+    # Unfloored, one component sits on the -1000 bin with variance reg_covar = 1e-6 HU².
+    assert mixture.variances.min() >= 1 / 12
+    spike = int(np.argmin(mixture.variances))
+    assert mixture.means[spike] == pytest.approx(-1000, abs=0.01)
+
+    # Independent check: the fit is a fixed point of EM with the floor, written here with
+    # scipy's normal density, and its log-likelihood is scipy's.
+    log_prob = np.log(mixture.weights) + stats.norm.logpdf(x[:, None], mixture.means, np.sqrt(mixture.variances))
+    norm = logsumexp(log_prob, axis=1)
+    assert mixture.log_likelihood == pytest.approx(np.dot(w, norm) / w.sum(), rel=1e-12)
+    resp = np.exp(log_prob - norm[:, None]) * w[:, None]
+    nk = resp.sum(axis=0)
+    means = (resp * x[:, None]).sum(axis=0) / nk
+    raw_variances = (resp * (x[:, None] - means) ** 2).sum(axis=0) / nk
+    assert raw_variances[spike] < 0.1 / 12  # the floor holds this component up
+    # EM creeps: at tol 1e-10 one more step still moves the parameters by about 1e-5.
+    assert mixture.settings["converged"]
+    np.testing.assert_allclose(mixture.weights, nk / w.sum(), rtol=1e-4)
+    np.testing.assert_allclose(mixture.means, means, rtol=0, atol=0.01)
+    np.testing.assert_allclose(mixture.variances, np.maximum(raw_variances + 1e-6, 1 / 12), rtol=1e-3)
+    # The density of each component stays bounded: at most 1/sqrt(2 pi / 12) = 1.38 per HU.
+    assert np.max(stats.norm.pdf(0, 0, np.sqrt(mixture.variances))) <= 1.382
+    from radiolab.mixture import ROUNDING_VARIANCE_HU2
+
+    assert ROUNDING_VARIANCE_HU2 == 1 / 12 == mixture.settings["min_variance_hu2"]
+
+
+def test_variance_floor_leaves_fits_of_spread_data_unchanged():
+    histogram = _hist(_sample(3))
+    floored = fit_mixture(histogram, seed=3)
+    unfloored = fit_mixture(histogram, seed=3, min_variance=0.0)
+    np.testing.assert_array_equal(floored.variances, unfloored.variances)
+    np.testing.assert_array_equal(floored.means, unfloored.means)

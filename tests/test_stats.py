@@ -226,6 +226,19 @@ def test_bad_scores_are_clear_errors(tmp_path, labels_dir, capsys, case):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_bug_in_correlate_is_no_usage_error(tmp_path, labels_dir, monkeypatch):
+    import radiolab.stats
+
+    scores_csv = write_scores(tmp_path / "scores.csv", "id,S\na,1\nb,2\nc,3\n")
+
+    def broken(li, scores):
+        return np.zeros(2) + np.zeros(3)  # a shape bug: ValueError from numpy
+
+    monkeypatch.setattr(radiolab.stats, "correlate", broken)
+    with pytest.raises(ValueError, match="broadcast"):  # raised as it is, not turned into bad input
+        radiolab_main(["correlate", scores_csv, "--labels", str(labels_dir), "--out", str(tmp_path / "o")])
+
+
 def test_bad_or_missing_summary(tmp_path):
     scores_csv = write_scores(tmp_path / "scores.csv", "id,S\na,1\nb,2\nc,3\n")
     with pytest.raises(InputError, match="summary.csv: file does not exist"):

@@ -5,7 +5,7 @@ from radiolab.lung import lung_mask
 from radiolab.mixture import label_tissue
 from radiolab.segment import resolve_model, SegmentConfig
 from radiolab.sides import split_sides
-from radiolab.synthetic import GGO_HU, chest_phantom
+from radiolab.synthetic.basic import GGO_HU, chest_phantom
 from radiolab.zones import (LOWER, MIDDLE, UPPER, ZONE_NAMES, from_patient_order, lobar_severity, lung_thirds,
                             to_patient_order, zone_scores)
 

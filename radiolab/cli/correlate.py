@@ -75,14 +75,14 @@ def print_report(result: dict, out_dir: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _get_parser().parse_args(argv)
-    from radiolab.errors import InputError
+    from radiolab.errors import RadiolabError
     from radiolab.stats import run_correlation
 
     try:
         result = run_correlation(args.scores_csv, args.labels_dir, args.out_dir, id_col=args.id_col,
                                  score_col=args.score_col, iterations=args.iterations, seed=args.seed,
                                  per_group=args.per_group)
-    except (InputError, ValueError) as error:
+    except RadiolabError as error:  # bad input or options; anything else is a bug and shows its traceback
         print(f"radiolab correlate: error: {error}", file=sys.stderr)
         return 2
     if not args.quiet:

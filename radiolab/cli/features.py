@@ -57,7 +57,7 @@ def _get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _get_parser().parse_args(argv)
-    from radiolab.errors import InputError, OptionalDependencyError
+    from radiolab.errors import RadiolabError
     from radiolab.log import configure_logging
     from radiolab.radiomics import extract_cohort
     from radiolab.segment import find_inputs
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             min_texture_voxels=args.min_texture_voxels, crop_margin_mm=args.crop_margin_mm,
             progress=not args.quiet, lung_masks=args.lung_masks, mask_format=args.mask_format,
         )
-    except (InputError, ValueError, OptionalDependencyError) as error:
+    except RadiolabError as error:  # bad input or options; anything else is a bug and shows its traceback
         print(f"radiolab features: error: {error}", file=sys.stderr)
         return 2
     scans_done = len({row["id"] for row in report.rows})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from radiolab.errors import InputError
+from radiolab.errors import RadiolabError
 
 
 def _get_parser() -> argparse.ArgumentParser:
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                      max_edge_fraction=args.max_edge_fraction, min_component_ml=args.min_component_ml,
                      max_components=args.max_components, outlier_z=args.outlier_z, min_cohort=args.min_cohort,
                      lung_masks=args.lung_masks, mask_format=args.mask_format)
-    except (InputError, ValueError) as error:
+    except RadiolabError as error:  # bad input or options; anything else is a bug and shows its traceback
         print(f"radiolab qc: error: {error}", file=sys.stderr)
         return 2
     failed = [image for image in run.images if image.error]

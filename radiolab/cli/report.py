@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from radiolab.errors import InputError, OptionalDependencyError
+from radiolab.errors import RadiolabError
 
 
 def _get_parser() -> argparse.ArgumentParser:
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                               id_col=args.id_col, score_col=args.score_col, iterations=args.iterations,
                               seed=args.seed, jobs=args.jobs, thumbnail_width=args.thumbnail_width,
                               title=args.title, lung_masks=args.lung_masks, mask_format=args.mask_format)
-    except (InputError, ValueError, OptionalDependencyError) as error:
+    except RadiolabError as error:  # bad input or options; anything else is a bug and shows its traceback
         print(f"radiolab report: error: {error}", file=sys.stderr)
         return 2
     for note in result.notes:

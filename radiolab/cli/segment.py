@@ -113,17 +113,18 @@ def config_from_args(args: argparse.Namespace):
 
 def _lung_tuning(items: list[str]) -> tuple[tuple[str, float], ...] | None:
     """``NAME=VALUE`` overrides as (name, number) pairs; a usage error names a bad one."""
+    from radiolab.errors import ParameterError
     from radiolab.lung import CHEST_FIELDS
 
     pairs = []
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or name not in CHEST_FIELDS:
-            raise ValueError(f"--lung-setting {item!r}: expected NAME=VALUE with NAME one of {', '.join(CHEST_FIELDS)}")
+            raise ParameterError(f"--lung-setting {item!r}: expected NAME=VALUE with NAME one of {', '.join(CHEST_FIELDS)}")
         try:
             number = float(value)
         except ValueError:
-            raise ValueError(f"--lung-setting {item!r}: {value!r} is not a number") from None
+            raise ParameterError(f"--lung-setting {item!r}: {value!r} is not a number") from None
         pairs.append((name, int(number) if name == "thin_max_slices" else number))
     return tuple(pairs) or None
 
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipped {path}: {reason}", file=sys.stderr)
         report = segment_cohort(scans, args.out, config, shard=args.shard, progress=not args.quiet,
                                 **backend_kwargs(args))
-    except (RadiolabError, ValueError) as error:
+    except RadiolabError as error:  # bad input or options; anything else is a bug and shows its traceback
         print(f"radiolab segment: error: {error}", file=sys.stderr)
         return 2
     qc_failed = 0

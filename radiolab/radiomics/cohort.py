@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from radiolab import __version__
-from radiolab.errors import InputError, OptionalDependencyError
+from radiolab.errors import InputError, OptionalDependencyError, ParameterError, RadiolabError
 from radiolab.log import scan_logger
 from radiolab.mixture import CLASS_NAMES
 from radiolab.radiomics.engine import MapRefused, pyradiomics_version
@@ -31,7 +31,7 @@ FORMATS = ("csv", "parquet")
 def labels_path(labels_dir: str | os.PathLike[str], scan_id: str, map: str = "voxel") -> Path:
     """Where ``radiolab segment`` wrote the label map of a scan (``voxel`` or ``median``)."""
     if map not in LABEL_MAPS:
-        raise ValueError(f"unknown label map {map!r}; valid maps: {', '.join(LABEL_MAPS)}")
+        raise ParameterError(f"unknown label map {map!r}; valid maps: {', '.join(LABEL_MAPS)}")
     return Path(labels_dir) / f"{scan_id}{LABEL_MAPS[map]}"
 
 
@@ -95,6 +95,18 @@ def _read_labels(scan, volume, job: _ScanJob) -> np.ndarray:
         external = read_external_mask(job.lung_masks, scan.id, volume.geometry, volume.array.shape,
                                       mask_format=job.mask_format, scan_path=os.fspath(scan.path))
         array[~external.mask] = 0
+    elif job.map == "median":
+        # The even 4-voxel window (scipy's alignment) shifts the median map half a voxel
+        # towards higher indices, so labels spill up to one voxel past the lung mask:
+        # only voxels inside the mask are counted.
+        lung_path = Path(job.labels) / f"{scan.id}_lung.nrrd"
+        if not lung_path.is_file():
+            raise InputError(lung_path, f"no lung mask for scan {scan.id!r}; the median map is counted inside "
+                                        "the lung mask only, which `radiolab segment` writes next to it")
+        lung = read_volume(lung_path).array
+        if lung.shape != array.shape:
+            raise InputError(lung_path, f"lung mask shape {lung.shape} differs from the label map's {array.shape}")
+        array[lung == 0] = 0
     return array
 
 
@@ -110,8 +122,12 @@ def features_scan(scan, job: _ScanJob) -> tuple[list[dict[str, Any]], list[Any],
         volume = scan.read()
         stage = "labels"
         labels = _read_labels(scan, volume, job)
-    except Exception as error:  # a bad scan never stops the others
+    except (RadiolabError, OSError, MemoryError) as error:  # a bad scan never stops the others
         return rows, [ScanError(scan.id, stage, _describe(scan, error))], maps
+    except Exception as error:  # a bug, not bad input: its traceback is logged; the others go on
+        scan_logger(__name__, scan.id).exception("%s: %s crashed", scan.path, stage)
+        return rows, [ScanError(scan.id, "internal", f"{scan.path}: {stage} crashed: "
+                                                     f"{type(error).__name__}: {error_message(error)}")], maps
     for region in job.regions:
         try:
             [row] = extract_features(volume.array, labels, volume.geometry, params=job.params, regions=[region],
@@ -182,7 +198,7 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str],
     ``label`` is an integer column with nulls for ``lung`` and ``involved``.
     """
     if format not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; valid formats: {', '.join(FORMATS)}")
+        raise ParameterError(f"unknown format {format!r}; valid formats: {', '.join(FORMATS)}")
     try:
         import pandas as pd
     except ImportError as error:
@@ -310,20 +326,20 @@ def extract_cohort(
         If pyradiomics is not installed.
     """
     if map not in LABEL_MAPS:
-        raise ValueError(f"unknown label map {map!r}; valid maps: {', '.join(LABEL_MAPS)}")
+        raise ParameterError(f"unknown label map {map!r}; valid maps: {', '.join(LABEL_MAPS)}")
     if format not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; valid formats: {', '.join(FORMATS)}")
+        raise ParameterError(f"unknown format {format!r}; valid formats: {', '.join(FORMATS)}")
     if jobs < 1:
-        raise ValueError(f"jobs must be at least 1, got {jobs}")
+        raise ParameterError(f"jobs must be at least 1, got {jobs}")
     if min_texture_voxels < 0 or max_map_voxels < 1 or crop_margin_mm < 0:
-        raise ValueError("min_texture_voxels and crop_margin_mm must be >= 0 and max_map_voxels >= 1")
+        raise ParameterError("min_texture_voxels and crop_margin_mm must be >= 0 and max_map_voxels >= 1")
     regions = check_regions(regions)
     if not os.path.isdir(labels):
         raise InputError(labels, "labels folder does not exist (run `radiolab segment` first)")
     out_path = Path(out)
     suffix = out_path.suffix.lower()
     if (format == "csv" and suffix in (".parquet", ".pq")) or (format == "parquet" and suffix == ".csv"):
-        raise ValueError(f"output {out_path} does not match format {format!r}")
+        raise ParameterError(f"output {out_path} does not match format {format!r}")
     if out_path.parent.resolve() == Path(labels).resolve():
         raise InputError(out_path, "write the table outside the labels folder: its errors.csv would replace "
                                    "the one `radiolab segment` wrote there")
@@ -354,9 +370,11 @@ def extract_cohort(
     write_table(report.rows, out_path, format=format, columns=report.columns)
     write_errors(report.errors, report.errors_path)
     from radiolab.io import write_json_atomic
+    from radiolab.pipeline import algorithm_versions
 
     write_json_atomic(report.provenance_path, {
         "radiolab_version": __version__,
+        "algorithm_versions": algorithm_versions("features"),
         "pyradiomics_version": version,
         "params_sha256": params_sha256(resolved),
         "params": _json_safe(resolved),

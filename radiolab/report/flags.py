@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from radiolab.errors import InputError
+from radiolab.errors import InputError, ParameterError
 
 FLAG_COLUMNS = ("id", "flag", "detail")
 OUTLIER_CLASSES = ("air", "healthy", "ggo", "consolidation", "other")
@@ -66,18 +66,18 @@ class FlagSettings:
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_volume_ml < self.max_volume_ml:
-            raise ValueError(f"need 0 <= min_volume_ml < max_volume_ml, got {self.min_volume_ml} and "
+            raise ParameterError(f"need 0 <= min_volume_ml < max_volume_ml, got {self.min_volume_ml} and "
                              f"{self.max_volume_ml} mL")
         if not 0 <= self.max_edge_fraction <= 1:
-            raise ValueError(f"max_edge_fraction must lie in [0, 1], got {self.max_edge_fraction}")
+            raise ParameterError(f"max_edge_fraction must lie in [0, 1], got {self.max_edge_fraction}")
         if self.min_component_ml <= 0:
-            raise ValueError(f"min_component_ml must be positive, got {self.min_component_ml} mL")
+            raise ParameterError(f"min_component_ml must be positive, got {self.min_component_ml} mL")
         if self.max_components < 1:
-            raise ValueError(f"max_components must be at least 1, got {self.max_components}")
+            raise ParameterError(f"max_components must be at least 1, got {self.max_components}")
         if self.outlier_z <= 0:
-            raise ValueError(f"outlier_z must be positive, got {self.outlier_z}")
+            raise ParameterError(f"outlier_z must be positive, got {self.outlier_z}")
         if self.min_cohort < 3:
-            raise ValueError(f"min_cohort must be at least 3, got {self.min_cohort}")
+            raise ParameterError(f"min_cohort must be at least 3, got {self.min_cohort}")
 
 
 @dataclass(frozen=True)
@@ -370,7 +370,7 @@ def compute_flags(
     if not folder.is_dir():
         raise InputError(folder, "labels folder does not exist")
     if jobs < 1:
-        raise ValueError(f"jobs must be at least 1, got {jobs}")
+        raise ParameterError(f"jobs must be at least 1, got {jobs}")
     _, rows = read_csv_rows(folder / "summary.csv")
     mask_ids = sorted(p.name[: -len("_lung.nrrd")] for p in folder.glob("*_lung.nrrd") if not p.name.startswith("."))
     task = _MeasureTask(os.fspath(folder), settings.min_component_ml,

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from radiolab.errors import InputError, OptionalDependencyError, RadiolabError
+from radiolab.errors import InputError, OptionalDependencyError, ParameterError, RadiolabError
 from radiolab.report.flags import FlagSettings, compute_flags, read_csv_rows
 from radiolab.report.qc import QC_SUFFIX, figure_png
 
@@ -542,7 +542,7 @@ def write_report(
     if not (folder / "summary.csv").exists() and not (folder / "errors.csv").exists():
         raise InputError(folder, "no summary.csv or errors.csv: not an output folder of `radiolab segment`")
     if thumbnail_width < 64:
-        raise ValueError(f"thumbnail_width must be at least 64 pixels, got {thumbnail_width}")
+        raise ParameterError(f"thumbnail_width must be at least 64 pixels, got {thumbnail_width}")
     notes: list[str] = []
     failed = False
     columns, rows = read_csv_rows(folder / "summary.csv")

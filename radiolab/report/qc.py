@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from radiolab.errors import ParameterError
 from radiolab.io import TISSUE_SEGMENTS
 
 LUNG_WINDOW_WIDTH_HU = 1500.0
@@ -66,7 +67,7 @@ def window(volume: np.ndarray, *, width: float = LUNG_WINDOW_WIDTH_HU,
         float32 grey values.
     """
     if width <= 0:
-        raise ValueError(f"window width must be positive, got {width} HU")
+        raise ParameterError(f"window width must be positive, got {width} HU")
     low = level - width / 2.0
     return np.clip((np.asarray(volume, dtype=np.float32) - low) / width, 0.0, 1.0)
 
@@ -94,7 +95,7 @@ def overlay(grey: np.ndarray, labels: np.ndarray, *, alpha: float = 0.4,
     if grey.shape != labels.shape:
         raise ValueError(f"grey image {grey.shape} and labels {labels.shape} differ in shape")
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        raise ParameterError(f"alpha must lie in [0, 1], got {alpha}")
     table = np.zeros((256, 3), dtype=np.float32)
     opacity = np.zeros(256, dtype=np.float32)
     for value, _, colour in segments:
@@ -410,7 +411,7 @@ def write_qc_image(scan, labels_dir: str | os.PathLike[str], *, label_map: str =
     from radiolab.scoring import class_volumes
 
     if label_map not in LABEL_MAPS:
-        raise ValueError(f"label_map must be one of {', '.join(LABEL_MAPS)}, got {label_map!r}")
+        raise ParameterError(f"label_map must be one of {', '.join(LABEL_MAPS)}, got {label_map!r}")
     folder = Path(labels_dir)
     labels_path = folder / f"{scan.id}_labels.nrrd"
     if not labels_path.exists():
@@ -586,7 +587,7 @@ def write_qc_images(
     if not Path(labels_dir).is_dir():
         raise InputError(labels_dir, "labels folder does not exist")
     if jobs < 1:
-        raise ValueError(f"jobs must be at least 1, got {jobs}")
+        raise ParameterError(f"jobs must be at least 1, got {jobs}")
     items = sorted(resolve_scans(scans), key=lambda s: s.id)
     if only_missing:
         items = [s for s in items if not qc_path(labels_dir, s.id).exists()]

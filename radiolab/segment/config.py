@@ -7,7 +7,6 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-from radiolab import __version__
 from radiolab.lung import settings_for
 from radiolab.mixture import TissueMixture
 
@@ -86,25 +85,40 @@ class SegmentConfig:
         return cls(**kwargs)
 
     def mask_key(self) -> str:
-        """Hash of everything the lung mask and histogram depend on."""
+        """Hash of everything the lung mask and histogram depend on (settings and the
+        ``lung_mask`` algorithm version)."""
         settings: dict[str, Any] = {"lung": self.lung_settings().to_json(), "backend": self.backend,
-                                    "version": __version__}
+                                    "algorithm": _version("lung_mask")}
         if self.lung_masks is not None:  # the masks' content is in the input hash, not their folder
-            settings = {"external_mask_format": self.mask_format, "clip_hu": self.lung_settings().clip_hu,
-                        "version": __version__}
+            settings = {"external_mask_format": self.mask_format, "clip_hu": self.lung_settings().clip_hu}
         return stable_hash(settings)
 
     def fit_key(self) -> str:
         """Hash of everything the pooled fit depends on besides the histograms."""
-        return stable_hash({"mask": self.mask_key(), "seed": self.seed, "n_init": self.n_init, "tol": self.tol})
+        return stable_hash({"mask": self.mask_key(), "seed": self.seed, "n_init": self.n_init, "tol": self.tol,
+                            "algorithm": _version("mixture_fit")})
 
     def label_key(self, mixture: TissueMixture) -> str:
         """Hash of everything a scan's label maps depend on besides its input file."""
         key = {"mask": self.mask_key(), "mixture": mixture.to_json(), "median_size": self.median_size,
-               "backend": self.backend, "version": __version__}
+               "backend": self.backend, "algorithm": _version("labels")}
         if self.dicom_seg:  # only then, so that keys of runs without a SEG stay as they were
             key["dicom_seg"] = True
         return stable_hash(key)
+
+
+def _version(step: str) -> int:
+    # The stage registry imports this module, so it is looked up when a key is made.
+    from radiolab.pipeline import algorithm_version
+
+    return algorithm_version(step)
+
+
+def algorithm_versions() -> dict[str, int]:
+    """The algorithm versions of the segment steps (recorded in every output)."""
+    from radiolab.pipeline import algorithm_versions as of_stage
+
+    return of_stage("segment")
 
 
 def stable_hash(data: Any) -> str:

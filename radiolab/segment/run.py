@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from radiolab.errors import InputError
+from radiolab.errors import InputError, RadiolabError
 from radiolab.executors import DEFAULT_ATTEMPTS, Executor, make_executor, parse_shard, shard_items
 from radiolab.io import remove_partial_writes
 from radiolab.log import scan_logger
@@ -172,7 +172,7 @@ def _segment(scans, out: Path, config: SegmentConfig, mixture: TissueMixture | N
         else:
             try:
                 mixture = pooled_mixture(out, config, pooled, force=force)
-            except ValueError as error:
+            except RadiolabError as error:
                 for scan, _ in survivors:
                     report.errors.append(ScanError(scan.id, "fit", f"pooled mixture fit failed: {error}"))
                     _log_failure(report.errors[-1])

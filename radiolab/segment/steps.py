@@ -89,7 +89,7 @@ def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: boo
     histogram = lung_histogram(volume.array, mask, clip_hu=settings.clip_hu)
     write_volume(paths["lung"], mask.view(np.uint8), volume.geometry,
                  fields={**slicer_segment_fields(mask.shape, LUNG_SEGMENTS), **scan_header_fields(volume),
-                         **provenance_fields(config, extra)},
+                         **provenance_fields(config, extra, steps=("lung_mask",))},
                  compression_level=config.compression_level)
     write_json_atomic(paths["histogram"], histogram_record(scan.id, config, histogram,
                                                        volume.geometry.voxel_volume_ml, input_hash))

@@ -1,4 +1,10 @@
-"""Tasks an executor runs per scan: skip what is up to date, turn input errors into records."""
+"""Tasks an executor runs per scan: skip what is up to date, turn input errors into records.
+
+Only radiolab's own errors (`RadiolabError`: bad input, no lung, bad parameters) are
+records of the scan's step. Anything else (an I/O error, out of memory, a dead worker,
+a bug in radiolab) is raised, retried by the executor and, if it persists, recorded with
+stage ``internal`` and logged with its traceback: the batch completes either way.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import numpy as np
 from radiolab.errors import InputError, RadiolabError
 from radiolab.executors import TaskFailure
 from radiolab.io import Volume, remove_partial_writes
+from radiolab.log import scan_logger
 from radiolab.mixture import Histogram
 from radiolab.segment import steps
 from radiolab.segment.inputs import ScanInput
@@ -18,7 +25,9 @@ from radiolab.segment.records import ScanError, current_histogram, current_row, 
 
 # Errors that retrying cannot cure: bad input, no lung, bad parameters. Anything else
 # (I/O errors, out of memory, a bug) propagates so that the executor tries again.
-FINAL_ERRORS = (RadiolabError, ValueError)
+FINAL_ERRORS = (RadiolabError,)
+# Stage of the record of a scan whose task crashed (not an input error).
+INTERNAL_STAGE = "internal"
 
 
 def _run_step(step: str, function: Callable, scan: ScanInput, *args, **kwargs):
@@ -32,15 +41,9 @@ def _run_step(step: str, function: Callable, scan: ScanInput, *args, **kwargs):
         return None, ScanError(scan.id, step, _describe(scan, error))
 
 
-def _describe(scan: ScanInput, error: BaseException | TaskFailure) -> str:
-    if isinstance(error, TaskFailure):
-        return f"{scan.path}: {error}"
+def _describe(scan: ScanInput, error: RadiolabError) -> str:
     text = str(error) or type(error).__name__
-    if isinstance(error, InputError):
-        return text
-    if isinstance(error, MemoryError):
-        text = "out of memory"
-    return f"{scan.path}: {text}"
+    return text if isinstance(error, InputError) else f"{scan.path}: {text}"
 
 
 @dataclass
@@ -97,5 +100,7 @@ class _LabelTask:
 
 def _unpack(scan: ScanInput, step: str, outcome) -> tuple[Any, ScanError | None]:
     if isinstance(outcome, TaskFailure):
-        return None, ScanError(scan.id, step, _describe(scan, outcome))
+        scan_logger(__name__, scan.id).error("%s: %s crashed: %s\n%s", scan.path, step, outcome,
+                                             outcome.traceback.rstrip() or "(no traceback: the worker process died)")
+        return None, ScanError(scan.id, INTERNAL_STAGE, f"{scan.path}: {step} crashed: {outcome}")
     return outcome
