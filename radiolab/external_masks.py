@@ -48,6 +48,7 @@ from radiolab.errors import InputError
 from radiolab.io import Geometry
 from radiolab.sides import LEFT, RIGHT
 from radiolab.zones import LOBE_SIDES, LOWER, MIDDLE, UPPER
+from radiolab.errors import ParameterError
 
 MASK_FORMATS = ("binary", "lungmask", "lungmask-lobes", "totalseg", "totalseg-v1", "cip")
 MASK_SUFFIXES = (".nrrd", ".nii.gz", ".nii", ".mha")
@@ -275,7 +276,7 @@ def convert_labels(array: np.ndarray, mask_format: str, *, path: str = "") -> tu
         Naming the file, if its values do not fit the convention or it holds no lung.
     """
     if mask_format not in MASK_FORMATS:
-        raise ValueError(f"unknown mask format {mask_format!r}; valid: {', '.join(MASK_FORMATS)}")
+        raise ParameterError(f"unknown mask format {mask_format!r}; valid: {', '.join(MASK_FORMATS)}")
     values = np.unique(array)
     if mask_format != "binary" and values.size and values.min() < 0:
         raise InputError(path, f"{mask_format} label maps hold no negative values, found "
@@ -394,7 +395,7 @@ def read_external_mask(
         values, no lung, or a grid that would need resampling.
     """
     if mask_format is not None and mask_format not in MASK_FORMATS:
-        raise ValueError(f"unknown mask format {mask_format!r}; valid: {', '.join(MASK_FORMATS)}")
+        raise ParameterError(f"unknown mask format {mask_format!r}; valid: {', '.join(MASK_FORMATS)}")
     path = find_mask(directory, scan_id)
     if path.is_dir():
         if mask_format not in (None, "totalseg", "totalseg-v1"):

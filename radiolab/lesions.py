@@ -24,6 +24,8 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
+from radiolab.errors import DataError, ParameterError
+
 LesionKind = Literal["ggo", "consolidation"]
 # HU ranges of inserted lesions (ground glass: -700 to -500, consolidation: -100 to +100).
 LESION_HU: dict[str, tuple[float, float]] = {"ggo": (-700.0, -500.0), "consolidation": (-100.0, 100.0)}
@@ -335,15 +337,15 @@ def insert_lesions(
     if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):
         raise ValueError(f"spacing must be three positive mm values, got {spacing}")
     if kind not in LESION_HU:
-        raise ValueError(f"unknown lesion kind {kind!r}; valid kinds: {', '.join(LESION_HU)}")
+        raise ParameterError(f"unknown lesion kind {kind!r}; valid kinds: {', '.join(LESION_HU)}")
     if not 0.0 <= fraction <= 0.9:
-        raise ValueError(f"fraction must lie in [0, 0.9], got {fraction}")
+        raise ParameterError(f"fraction must lie in [0, 0.9], got {fraction}")
     low_ml, high_ml = (float(v) for v in blob_ml)
     if not 0 < low_ml <= high_ml:
-        raise ValueError(f"blob_ml must be a range 0 < low <= high in mL, got {blob_ml}")
+        raise ParameterError(f"blob_ml must be a range 0 < low <= high in mL, got {blob_ml}")
     lo_hu, hi_hu = (float(v) for v in (hu_range or LESION_HU[kind]))
     if not lo_hu < hi_hu:
-        raise ValueError(f"hu_range must be (low, high) with low < high, got {hu_range}")
+        raise ParameterError(f"hu_range must be (low, high) with low < high, got {hu_range}")
     rng = np.random.default_rng(seed)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     lung_voxels = int(lung.sum())
@@ -372,7 +374,7 @@ def insert_lesions(
         blobs[blob] = len(sizes)
         placed += count
     if target > 0 and not sizes:
-        raise ValueError("the lung mask has no pleural surface inside the image to grow lesions from")
+        raise DataError("the lung mask has no pleural surface inside the image to grow lesions from")
 
     lesions = blobs > 0
     out = volume.copy()

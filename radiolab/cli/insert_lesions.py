@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from radiolab.errors import InputError
+from radiolab.errors import InputError, RadiolabError
 
 # Geometry of mask and CT must agree this closely (mm).
 GEOMETRY_TOLERANCE_MM = 1e-3
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except ValueError as error:  # e.g. a mask with no pleural surface inside the image
+    except RadiolabError as error:  # e.g. a mask with no pleural surface inside the image
         print(f"error: {args.mask}: {error}", file=sys.stderr)
         return 1
     out = Path(args.out_dir)

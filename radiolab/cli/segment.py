@@ -133,10 +133,10 @@ def check_mask_folder(folder: str | None, mask_format: str | None = None) -> str
     """The ``--lung-masks`` folder as given; an error naming it if it is not a folder."""
     import os
 
-    from radiolab.errors import InputError
+    from radiolab.errors import InputError, ParameterError
 
     if folder is None and mask_format is not None:
-        raise ValueError("--mask-format needs --lung-masks DIR")
+        raise ParameterError("--mask-format needs --lung-masks DIR")
     if folder is not None and not os.path.isdir(folder):
         raise InputError(folder, "--lung-masks folder does not exist")
     return folder
