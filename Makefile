@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-features clean
+.PHONY: install demo test test-slurm test-wheel bench bench-features clean
 
 install: $(STAMP)
 
@@ -23,8 +23,36 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/radiolab demo --out demo-out
 
+# The report's browser tests need a headless chromium; as root it is installed when missing.
+# The tests marked `slurm` run on a single-node SLURM started around pytest (as root; they
+# skip elsewhere); only the daemons started for the run are stopped afterwards.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		chromium; } \
+		|| echo "make test: no chromium; the report's browser tests will skip"
+	bash .ci/with-slurm.sh $(BIN)/python -m pytest
+
+test-slurm: $(STAMP)
+	bash .ci/with-slurm.sh $(BIN)/python -m pytest -m slurm tests/test_executors_clusters.py
+
+# The wheel as users get it: built from the tree, installed with its dependencies (from
+# PyPI) into a fresh venv, run from a folder outside the source tree: `radiolab segment
+# --model zaffino2021` on a phantom, then tests/test_data.py against the installed package
+# (--confcutdir keeps the repository's root conftest.py, which would put the source tree
+# on sys.path, out).
+WHEEL_CHECK := build/wheel-check
+test-wheel: $(STAMP)
+	rm -rf $(WHEEL_CHECK) && mkdir -p $(WHEEL_CHECK)/work
+	$(BIN)/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir $(WHEEL_CHECK)/dist .
+	$(PYTHON) -m venv $(WHEEL_CHECK)/venv
+	$(WHEEL_CHECK)/venv/bin/pip install --quiet "$$(ls $(WHEEL_CHECK)/dist/radiolab-*.whl)" pytest
+	cd $(WHEEL_CHECK)/work && ../venv/bin/python -c "from radiolab.synthetic import make_cohort; \
+		make_cohort('scans', 1, shape=(40, 64, 64), spacing=(7.0, 5.0, 5.0), seed=0)"
+	cd $(WHEEL_CHECK)/work && ../venv/bin/radiolab segment --model zaffino2021 --in scans --out labels --quiet
+	test -s $(WHEEL_CHECK)/work/labels/case_000_labels.nrrd
+	cd $(WHEEL_CHECK)/work && RADIOLAB_WHEEL_TEST=1 ../venv/bin/python -m pytest -q -p no:cacheprovider \
+		-c /dev/null --rootdir . --confcutdir $(CURDIR)/tests -W error $(CURDIR)/tests/test_data.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_segment.py
@@ -34,4 +62,4 @@ bench-features: $(STAMP)
 	$(BIN)/python benchmarks/bench_features.py --work bench-features
 
 clean:
-	rm -rf $(VENV) demo-out bench-features .pytest_cache
+	rm -rf $(VENV) demo-out bench-features .pytest_cache $(WHEEL_CHECK)

@@ -11,13 +11,20 @@ the trimmed mean of their slice probabilities.
     python examples/classify_synthetic.py --out classify-demo
 
 The last line printed is ``subject_auc=<value>`` (test subjects).
+
+Rerun in the same folder, it resumes the run there when the settings are the same (an
+interrupted run continues from its last epoch, a finished one is evaluated again) and
+otherwise starts afresh, replacing the folder's cohort, run and evaluation; it says
+which on its first line. ``--fresh`` always starts afresh.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
+import shutil
 import time
 
 import numpy as np
@@ -55,6 +62,29 @@ def make_cohort(folder: str, splits: dict[str, int], *, seed: int) -> str:
     return manifest
 
 
+def choose_start(out: str, settings: dict, config_json: dict, *, fresh: bool) -> tuple[bool, str]:
+    """Whether to resume the run under ``out``, and the line that says so."""
+    from radiolab.classify.models import load_checkpoint
+    from radiolab.errors import InputError
+
+    run = os.path.join(out, "run")
+    if fresh:
+        return False, f"starting afresh in {out} (--fresh)"
+    if not os.path.exists(run):
+        return False, f"starting a new run in {out}"
+    try:
+        with open(os.path.join(out, "example.json"), encoding="utf-8") as handle:
+            previous = json.load(handle)
+        saved = load_checkpoint(os.path.join(run, "last.pt"))
+    except (OSError, ValueError, InputError):
+        return False, f"starting afresh in {out}: the run there never finished an epoch"
+    changed = sorted(k for k in {**previous, **settings} if previous.get(k) != settings.get(k))
+    changed += sorted(k for k in config_json if saved["config"].get(k) != config_json[k] and k not in settings)
+    if changed:
+        return False, f"starting afresh in {out}: settings differ from its run ({', '.join(changed)})"
+    return True, f"resuming the run in {out} after epoch {saved['epoch']} of {config_json['epochs']}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="classify-demo", help="output folder (default classify-demo/)")
@@ -67,6 +97,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: fastest on a busy machine)")
     parser.add_argument("--cam", action="store_true", help="also write Grad-CAM overlays and heat maps")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start afresh even when --out holds a run with the same settings")
     args = parser.parse_args()
 
     import torch
@@ -74,22 +106,35 @@ def main() -> None:
     from radiolab.classify.predict import evaluate
     from radiolab.classify.recipes import config_for
     from radiolab.classify.train import train
+    from radiolab.io import write_json_atomic
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    manifest = make_cohort(os.path.join(args.out, "scans"),
-                           {"train": args.train, "val": args.val, "test": args.test}, seed=args.seed)
-    print(f"cohort: {args.train + args.val + args.test} phantoms in {time.perf_counter() - start:.1f} s")
-
     # yang2020 at toy scale: 64 px slices, a tiny DenseNet, Adam instead of SGD for speed,
     # and the threshold chosen by Youden's J on validation instead of the paper's fixed 0.8.
     config = config_for("yang2020", model=args.model, image_size=64, epochs=args.epochs, batch_size=16,
                         optimizer="adam", lr=3e-3, scheduler="cosine", cosine_period=args.epochs,
                         threshold="youden", seed=args.seed, device="cpu")
+    settings = {"model": args.model, "epochs": args.epochs, "train": args.train, "val": args.val,
+                "test": args.test, "seed": args.seed}
+    resume, line = choose_start(args.out, settings, config.to_json(), fresh=args.fresh)
+    print(line)
     run = os.path.join(args.out, "run")
-    if os.path.exists(os.path.join(run, "last.pt")):
-        raise SystemExit(f"{run} already holds a run; choose another --out")
-    result = train(manifest, run, config, progress=False)
+    manifest = os.path.join(args.out, "scans", "manifest.csv")
+    if not resume:
+        # Only this example's own folders are replaced, never files it did not write.
+        present = [f for f in ("scans", "run", "evaluation") if os.path.exists(os.path.join(args.out, f))]
+        owned = os.path.exists(os.path.join(args.out, "example.json")) or os.path.exists(os.path.join(run, "last.pt"))
+        if present and not owned:
+            raise SystemExit(f"{args.out} holds {', '.join(present)} not written by this example; "
+                             "choose another --out")
+        for folder in present:
+            shutil.rmtree(os.path.join(args.out, folder))
+        manifest = make_cohort(os.path.join(args.out, "scans"),
+                               {"train": args.train, "val": args.val, "test": args.test}, seed=args.seed)
+        write_json_atomic(os.path.join(args.out, "example.json"), settings)
+        print(f"cohort: {args.train + args.val + args.test} phantoms in {time.perf_counter() - start:.1f} s")
+    result = train(manifest, run, config, resume=resume, progress=False)
     print(f"trained in {time.perf_counter() - start:.1f} s; best epoch {result.best_epoch}")
     report = evaluate(run, manifest, os.path.join(args.out, "evaluation"), progress=False, cam=args.cam)
     m = report.metrics

@@ -44,10 +44,36 @@ class NoLungError(RadiolabError, ValueError):
     """No lung island survived the lung-mask rules."""
 
 
-class OptionalDependencyError(RadiolabError, ImportError):
-    """An optional dependency (torch, Dask, pyradiomics) is missing."""
+class ParameterError(RadiolabError, ValueError):
+    """A setting or option whose value radiolab cannot use; the message names it and
+    says what is allowed."""
 
-    def __init__(self, package: str, feature: str, *, install: str | None = None) -> None:
+
+class DataError(RadiolabError, ValueError):
+    """Data that a method cannot use as a whole (a correlation of fewer than 3 scans, all
+    scores equal ...); the message says why."""
+
+
+class FitError(DataError):
+    """The pooled mixture cannot be fitted on the data given (too few distinct HU values)."""
+
+
+class OptionalDependencyError(RadiolabError, ImportError):
+    """An optional dependency (torch, Dask, pyradiomics, Jinja2) is missing.
+
+    Parameters
+    ----------
+    package : str
+        The missing package.
+    feature : str
+        What needs it, as the user asked for it.
+    extra : str
+        The extra of radiolab that installs it (``dask``, ``torch``, ``radiomics``, ``report``).
+    install : str, optional
+        How to install it, when not by the extra alone.
+    """
+
+    def __init__(self, package: str, feature: str, *, extra: str = "all", install: str | None = None) -> None:
         self.package = package
-        install = install or "`make install` or `pip install 'radiolab[all]'`"
+        install = install or f"`make install` or `pip install 'radiolab[{extra}]'`"
         super().__init__(f"{feature} needs the optional package '{package}'. Install it with {install}.")

@@ -18,9 +18,19 @@ Backends
     (``cluster="slurm"`` / ``"pbs"``, job settings from a YAML file). In-task errors
     are retried with Dask's ``retries=``; a task whose worker dies is rescheduled by the
     scheduler until ``attempts`` workers have died running it (``allowed_failures``).
+    No more tasks are submitted than the cluster has worker threads, so that a dying
+    worker holds only the tasks it was running (the scheduler blames all it held).
 
 Dask, distributed and dask-jobqueue are imported only inside the functions that use
 them.
+
+Test-only fault switch
+----------------------
+``RADIOLAB_TEST_KILL_WORKER_ON=<scan id>`` in a Dask worker's environment makes that
+worker process SIGKILL itself whenever it starts the task of that scan (after a line on
+its stderr), as an out-of-memory kill would. The tests use it to check that such a scan
+ends in ``errors.csv`` after ``attempts`` worker deaths while the others complete. It is
+read on the worker only; never set it for real work.
 """
 
 from __future__ import annotations
@@ -29,15 +39,18 @@ import contextlib
 import dataclasses
 import logging
 import os
+import signal
+import sys
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from radiolab.errors import InputError, OptionalDependencyError, RadiolabError
+from radiolab.errors import InputError, OptionalDependencyError, ParameterError, RadiolabError
 from radiolab.lung import KERNEL_THREADS_VARIABLE
 
 DEFAULT_ATTEMPTS = 3
 CLUSTER_KINDS = ("local", "slurm", "pbs")
+KILL_WORKER_VARIABLE = "RADIOLAB_TEST_KILL_WORKER_ON"
 
 
 class BackendError(RadiolabError):
@@ -54,10 +67,13 @@ class TaskFailure:
         The last error, one line (``ExceptionType: text``).
     attempts : int
         How many times the task was tried.
+    traceback : str
+        The last error's traceback ("" when the worker process died).
     """
 
     message: str
     attempts: int
+    traceback: str = ""
 
     def __str__(self) -> str:
         return f"{self.message} (failed {self.attempts} time{'s' if self.attempts != 1 else ''})"
@@ -80,7 +96,7 @@ def _progress_bar(total: int, description: str, progress: bool):
         return _NoProgressBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=description, unit="scan", disable=not progress, leave=False)
+    return tqdm(total=total, desc=description, unit="scan", disable=None if progress else True, leave=False)
 
 
 class Executor:
@@ -93,7 +109,7 @@ class Executor:
 
     def __init__(self, *, attempts: int = DEFAULT_ATTEMPTS) -> None:
         if attempts < 1:
-            raise ValueError(f"attempts must be at least 1, got {attempts}")
+            raise ParameterError(f"attempts must be at least 1, got {attempts}")
         self.attempts = attempts
 
     @property
@@ -128,7 +144,7 @@ class Executor:
         description : str
             Label of the progress bar.
         progress : bool
-            Show a progress bar.
+            Show a progress bar (only when stderr is a terminal).
         keys : sequence of str, optional
             A readable name per item (the scan id); Dask uses it in task keys.
         """
@@ -158,7 +174,11 @@ def _attempt(function: Callable[[Any], Any], item: Any, attempts: int) -> Any:
         except Exception as error:  # retried: the task decides which errors are final
             last = error
     assert last is not None
-    return TaskFailure(_one_line(last), attempts)
+    return TaskFailure(_one_line(last), attempts, _traceback_text(last))
+
+
+def _traceback_text(error: BaseException) -> str:
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
 
 
 class SerialExecutor(Executor):
@@ -206,7 +226,7 @@ class JoblibExecutor(Executor):
     def __init__(self, jobs: int, *, attempts: int = DEFAULT_ATTEMPTS) -> None:
         super().__init__(attempts=attempts)
         if jobs < 1:
-            raise ValueError(f"jobs must be at least 1, got {jobs}")
+            raise ParameterError(f"jobs must be at least 1, got {jobs}")
         self.jobs = jobs
 
     def describe(self) -> str:
@@ -291,36 +311,56 @@ class DaskExecutor(Executor):
         if not items:
             return
         from dask.base import tokenize
-        from distributed import as_completed
+        from distributed import wait
 
         # Task keys carry the scan id (readable in the dashboard) and a token of the
         # call, so that two runs on one scheduler never share results.
         token = tokenize(function, os.getpid(), id(items), len(items))[:10]
         names = [str(k) for k in keys] if keys is not None else [str(i) for i in range(len(items))]
         prefix = description.replace(" ", "-") or "task"
-        task_keys = [f"{prefix}-{name}-{token}" for name in names]
-        futures = self.client.map(function, items, key=task_keys, retries=self.attempts - 1, pure=False)
-        position = {future.key: index for index, future in enumerate(futures)}
+        task = _WorkerTask(function)
+        waiting = list(range(len(items)))
+        waiting.reverse()  # popped from the end: submitted in input order
+        running: dict[Any, int] = {}
         bar = _progress_bar(len(items), description, progress)
         try:
-            for future in as_completed(futures):
-                # result(), not the status: a finished result held by a worker that died
-                # meanwhile is "lost" and recomputed by the scheduler, and result() waits.
-                try:
-                    result = future.result()
-                except Exception as error:  # the task raised, or its workers kept dying
-                    result = TaskFailure(_describe_dask_error(error), _dask_attempts(error, self.attempts))
-                except BaseException as error:  # a cancelled future (asyncio's CancelledError)
-                    if "Cancelled" not in type(error).__name__:
-                        raise
-                    result = TaskFailure(f"task cancelled: {error}", self.attempts)
-                future.release()
-                bar.update()
-                yield position[future.key], result
+            while waiting or running:
+                # No more tasks in flight than worker threads: the scheduler blames every
+                # task a dead worker held, so a worker must hold only the scans it runs,
+                # or one scan that kills its worker would fail its queued neighbours too.
+                capacity = max(1, sum(self.client.nthreads().values()))
+                while waiting and len(running) < capacity:
+                    index = waiting.pop()
+                    future = self.client.submit(task, items[index], names[index], retries=self.attempts - 1,
+                                                key=f"{prefix}-{names[index]}-{token}", pure=False)
+                    running[future] = index
+                try:  # the timeout lets new workers (a batch job starting) get work
+                    finished, _ = wait(list(running), timeout=1.0, return_when="FIRST_COMPLETED")
+                except TimeoutError:
+                    continue
+                for future in finished:
+                    outcome = self._outcome(future)
+                    bar.update()
+                    yield running.pop(future), outcome
         finally:
             bar.close()
-            for future in futures:
+            for future in running:
                 future.release()
+
+    def _outcome(self, future) -> Any:
+        # result(), not the status: a finished result held by a worker that died
+        # meanwhile is "lost" and recomputed by the scheduler, and result() waits.
+        try:
+            result = future.result()
+        except Exception as error:  # the task raised, or its workers kept dying
+            result = TaskFailure(_describe_dask_error(error), _dask_attempts(error, self.attempts),
+                                 _traceback_text(error))
+        except BaseException as error:  # a cancelled future (asyncio's CancelledError)
+            if "Cancelled" not in type(error).__name__:
+                raise
+            result = TaskFailure(f"task cancelled: {error}", self.attempts)
+        future.release()
+        return result
 
     def close(self) -> None:
         for thing in reversed(self._owned):
@@ -329,6 +369,20 @@ class DaskExecutor(Executor):
             except Exception:  # pragma: no cover - best effort at shutdown
                 pass
         self._owned = ()
+
+
+class _WorkerTask:
+    """``function(item)`` on a Dask worker, behind the test-only fault switch."""
+
+    def __init__(self, function: Callable[[Any], Any]) -> None:
+        self.function = function
+
+    def __call__(self, item: Any, name: str) -> Any:
+        if os.environ.get(KILL_WORKER_VARIABLE) == name:
+            print(f"radiolab: {KILL_WORKER_VARIABLE}={name}: worker process {os.getpid()} kills itself "
+                  f"on task {name!r} (test-only fault switch)", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.function(item)
 
 
 def _dask_attempts(error: BaseException, attempts: int) -> int:
@@ -341,7 +395,9 @@ def _describe_dask_error(error: BaseException) -> str:
     from distributed import KilledWorker
 
     if isinstance(error, KilledWorker):
-        return "its worker process died each time"
+        # The address is what the worker's log names ("Start worker at: ..."): grep for it.
+        last = error.last_worker
+        return f"its worker process died each time; last on worker {last.name}, {last.address}"
     return _one_line(error)
 
 
@@ -414,21 +470,21 @@ class ClusterConfig:
         for name in ("cores", "processes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"cluster setting {name!r} must be a positive integer, got {value!r}")
+                raise ParameterError(f"cluster setting {name!r} must be a positive integer, got {value!r}")
         if self.processes > self.cores:
-            raise ValueError(f"cluster setting 'processes' ({self.processes}) exceeds 'cores' ({self.cores})")
+            raise ParameterError(f"cluster setting 'processes' ({self.processes}) exceeds 'cores' ({self.cores})")
         for name in ("job_extra_directives", "job_script_prologue", "worker_extra_args"):
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-                raise ValueError(f"cluster setting {name!r} must be a list of strings, got {value!r}")
+                raise ParameterError(f"cluster setting {name!r} must be a list of strings, got {value!r}")
             object.__setattr__(self, name, tuple(value))
         for name in ("queue", "account", "memory", "walltime", "job_name", "local_directory",
                      "log_directory", "interface", "python", "resource_spec"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
-                raise ValueError(f"cluster setting {name!r} must be a string, got {value!r}")
+                raise ParameterError(f"cluster setting {name!r} must be a string, got {value!r}")
         if not isinstance(self.scheduler_options, dict):
-            raise ValueError(f"cluster setting 'scheduler_options' must be a mapping, got {self.scheduler_options!r}")
+            raise ParameterError(f"cluster setting 'scheduler_options' must be a mapping, got {self.scheduler_options!r}")
 
     @classmethod
     def from_mapping(cls, data: Any, *, source: str = "cluster config") -> "ClusterConfig":
@@ -469,7 +525,7 @@ class ClusterConfig:
         if kind == "pbs" and self.resource_spec is not None:
             kwargs["resource_spec"] = self.resource_spec
         elif self.resource_spec is not None:
-            raise ValueError("cluster setting 'resource_spec' applies to PBS only")
+            raise ParameterError("cluster setting 'resource_spec' applies to PBS only")
         return kwargs
 
 
@@ -502,7 +558,7 @@ def _import_distributed(feature: str):
     try:
         import distributed
     except ImportError:
-        raise OptionalDependencyError("dask[distributed]", feature) from None
+        raise OptionalDependencyError("dask[distributed]", feature, extra="dask") from None
     return distributed
 
 
@@ -546,7 +602,7 @@ def local_cluster(workers: int, *, attempts: int = DEFAULT_ATTEMPTS, threads_per
     """
     distributed = _import_distributed("--cluster local")
     if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+        raise ParameterError(f"workers must be at least 1, got {workers}")
     with kernel_threads(max(1, (os.cpu_count() or 1) // workers)):
         return distributed.LocalCluster(
             n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
@@ -573,17 +629,18 @@ def jobqueue_cluster(kind: str, config: ClusterConfig = ClusterConfig(), *,
         A task is declared failed once ``attempts`` workers died running it.
     """
     if kind not in ("slurm", "pbs"):
-        raise ValueError(f"unknown job-queue cluster {kind!r}; valid: slurm, pbs")
+        raise ParameterError(f"unknown job-queue cluster {kind!r}; valid: slurm, pbs")
     _import_distributed(f"--cluster {kind}")
     try:
         import dask_jobqueue
     except ImportError:
-        raise OptionalDependencyError("dask-jobqueue", f"--cluster {kind}") from None
+        raise OptionalDependencyError("dask-jobqueue", f"--cluster {kind}", extra="dask") from None
     cls = dask_jobqueue.SLURMCluster if kind == "slurm" else dask_jobqueue.PBSCluster
     options = dict(config.scheduler_options)
     # No dashboard unless its address is given; the HTTP server then takes a free port.
     options.setdefault("dashboard", "dashboard_address" in options)
-    options.setdefault("dashboard_address", ":0")
+    # On the scheduler's host: with `host: 127.0.0.1` nothing listens beyond loopback.
+    options.setdefault("dashboard_address", f"{options.get('host', '')}:0")
     scheduler_options = {**options, "allowed_failures": attempts - 1}
     return cls(scheduler_options=scheduler_options, **config.jobqueue_kwargs(kind))
 
@@ -619,7 +676,7 @@ def make_executor(
 
     Raises
     ------
-    ValueError
+    ParameterError
         If options conflict (two backends, ``workers`` without ``cluster`` ...).
     InputError
         If the cluster config or scheduler file is missing or invalid.
@@ -629,21 +686,21 @@ def make_executor(
     chosen = [name for name, value in (("--cluster", cluster), ("--scheduler", scheduler),
                                         ("--scheduler-file", scheduler_file)) if value is not None]
     if len(chosen) > 1:
-        raise ValueError(f"choose one Dask backend; got {' and '.join(chosen)}")
+        raise ParameterError(f"choose one Dask backend; got {' and '.join(chosen)}")
     if attempts < 1:
-        raise ValueError(f"attempts must be at least 1, got {attempts}")
+        raise ParameterError(f"attempts must be at least 1, got {attempts}")
     if jobs < 1:
-        raise ValueError(f"jobs must be at least 1, got {jobs}")
+        raise ParameterError(f"jobs must be at least 1, got {jobs}")
     if chosen and jobs != 1:
-        raise ValueError(f"--jobs sets local processes; with {chosen[0]} set --workers (or the cluster's size)")
+        raise ParameterError(f"--jobs sets local processes; with {chosen[0]} set --workers (or the cluster's size)")
     if workers is not None and cluster is None:
-        raise ValueError("--workers needs --cluster (local, slurm or pbs)")
+        raise ParameterError("--workers needs --cluster (local, slurm or pbs)")
     if workers is not None and workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+        raise ParameterError(f"workers must be at least 1, got {workers}")
     if cluster_config is not None and cluster not in ("slurm", "pbs"):
-        raise ValueError("--cluster-config applies to --cluster slurm or pbs")
+        raise ParameterError("--cluster-config applies to --cluster slurm or pbs")
     if cluster is not None and cluster not in CLUSTER_KINDS:
-        raise ValueError(f"unknown cluster {cluster!r}; valid clusters: {', '.join(CLUSTER_KINDS)}")
+        raise ParameterError(f"unknown cluster {cluster!r}; valid clusters: {', '.join(CLUSTER_KINDS)}")
     if not chosen:
         return SerialExecutor(attempts=attempts) if jobs == 1 else JoblibExecutor(jobs, attempts=attempts)
 
@@ -673,7 +730,7 @@ def _dask_executor(distributed, *, cluster, workers, scheduler, scheduler_file, 
         label = f"dask LocalCluster, {count} workers"
     else:
         if workers is None:
-            raise ValueError(f"--cluster {cluster} needs --workers N")
+            raise ParameterError(f"--cluster {cluster} needs --workers N")
         started = jobqueue_cluster(cluster, load_cluster_config(cluster_config), attempts=attempts)
         started.scale(workers)
         label = f"dask {cluster.upper()} cluster, {workers} workers"
@@ -692,7 +749,7 @@ def parse_shard(text: str | tuple[int, int]) -> tuple[int, int]:
 
     Raises
     ------
-    ValueError
+    ParameterError
         If the text is not of the form ``i/N`` or ``i`` is out of range.
     """
     if isinstance(text, tuple):
@@ -702,9 +759,9 @@ def parse_shard(text: str | tuple[int, int]) -> tuple[int, int]:
             left, right = str(text).split("/")
             index, count = int(left), int(right)
         except ValueError:
-            raise ValueError(f"shard must read i/N (e.g. 0/8), got {text!r}") from None
+            raise ParameterError(f"shard must read i/N (e.g. 0/8), got {text!r}") from None
     if count < 1 or not 0 <= index < count:
-        raise ValueError(f"shard index must satisfy 0 <= i < N, got {index}/{count}")
+        raise ParameterError(f"shard index must satisfy 0 <= i < N, got {index}/{count}")
     return index, count
 
 

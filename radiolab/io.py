@@ -534,6 +534,8 @@ TISSUE_SEGMENTS = (
     (5, "other dense tissue", (1.0, 0.55, 0.0)),
 )
 LUNG_SEGMENTS = ((1, "lung", (0.85, 0.45, 0.45)),)
+SIDE_SEGMENTS = ((1, "right lung", (0.5, 0.68, 0.5)), (2, "left lung", (0.95, 0.84, 0.57)))
+AIRWAY_SEGMENTS = ((1, "airways", (0.76, 0.85, 0.94)),)
 
 
 def slicer_segment_fields(shape: tuple[int, int, int], segments=TISSUE_SEGMENTS) -> dict[str, str]:

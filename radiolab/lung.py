@@ -1,6 +1,6 @@
 """Lung mask by HU threshold and morphology (Zaffino et al., Bioengineering 2021, 8:26).
 
-Steps, for both presets:
+Steps of the paper's pipeline (preset ``zaffino2021``):
 
 1. HU below -1000 are set to -1000; candidates are voxels below ``threshold_hu``.
 2. Binary opening.
@@ -11,11 +11,18 @@ Steps, for both presets:
 
 Preset ``zaffino2021`` works in voxel units exactly as published: opening by the
 6-connected element iterated 3 times, islands of at least 5e5 voxels, closings with
-SimpleITK balls of radius 30 and 20 voxels. Preset ``default`` uses physical units so
-that results do not depend on resolution; its values equal the paper's at the
-paper's geometry (0.68 mm in-plane): opening ball 2 mm (3 x 0.68), islands of at least
-70 mL (5e5 voxels of 0.68 x 0.68 x 0.3 mm), closing balls of 20.7 mm and 13.9 mm
-((30 + 0.5) x 0.68 and (20 + 0.5) x 0.68, the half voxel being SimpleITK's ball rim).
+SimpleITK balls of radius 30 and 20 voxels.
+
+Preset ``default`` (``LungMaskSettings.chest`` set) replaces steps 3-4 with the real-CT
+steps of `radiolab.lung_segmentation` (body envelope, airways, gut gas, sides before
+the closing, each lung closed alone, pleural envelope; see docs/lung.md), in mm, mL and
+HU and in patient coordinates. Of the paper's sizes it keeps only the opening's in-plane
+reach: a ball of 2 mm against the paper's 3 voxels of 0.68 mm (2.04 mm). In z they
+differ: the paper's octahedron reaches 0.9 mm deep at its 0.3 mm slices, the ball 2 mm;
+the paper's closing balls (30 and 20 voxels: 20.7 and 13.9 mm in-plane, 9 and 6 mm
+deep) close both lungs together, the default closes each lung with a 10 mm ball; its
+islands are at least 20 mL (the paper's 5e5 voxels are about 70 mL at its geometry).
+A ``LungMaskSettings`` in mm units without ``chest`` runs steps 1-4 in mm.
 
 Two backends compute the same masks: ``fast`` (distance transforms on the lung's
 bounding box, connected-components-3d) and ``reference`` (the paper's library calls:
@@ -33,7 +40,9 @@ from typing import Literal
 import numpy as np
 
 from radiolab import _bitmorph
-from radiolab.errors import NoLungError
+from radiolab.chest_tuning import ChestTuning
+from radiolab.errors import NoLungError, ParameterError
+from radiolab.orientation import IDENTITY_DIRECTION
 
 Backend = Literal["fast", "reference"]
 # Threads of the distance transforms; 0 = all cores. Executors lower it per worker.
@@ -69,6 +78,10 @@ class LungMaskSettings:
         Candidates are voxels strictly below this value, in HU.
     clip_hu : float
         HU below this are set to it before thresholding (the paper's -1000).
+    chest : ChestTuning or None
+        The real-CT steps of `radiolab.lung_segmentation` (body, airways, gut gas,
+        sides, pleura). None: the paper's pipeline above, with its border rule and
+        closings of both lungs together.
     """
 
     units: Literal["voxel", "mm"] = "mm"
@@ -77,6 +90,7 @@ class LungMaskSettings:
     opening: float = 2.0
     min_island: float = 70.0
     closing_radii: tuple[float, ...] = (20.7, 13.9)
+    chest: ChestTuning | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -84,8 +98,11 @@ class LungMaskSettings:
 
 PRESETS: dict[str, LungMaskSettings] = {
     "zaffino2021": LungMaskSettings(units="voxel", opening=3, min_island=5e5, closing_radii=(30, 20)),
-    "default": LungMaskSettings(),
+    # Islands of 20 mL: a lung cut by the field of view is still one; gut gas is told by
+    # its content, not its size. One closing of 10 mm, per lung.
+    "default": LungMaskSettings(min_island=20.0, closing_radii=(10.0,), chest=ChestTuning()),
 }
+CHEST_FIELDS = tuple(ChestTuning.__dataclass_fields__)
 
 
 def settings_for(preset: str = "default", **overrides) -> LungMaskSettings:
@@ -97,15 +114,22 @@ def settings_for(preset: str = "default", **overrides) -> LungMaskSettings:
         If the preset or a field name is unknown; the message lists the valid ones.
     """
     if preset not in PRESETS:
-        raise ValueError(f"unknown lung-mask preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-    valid = set(LungMaskSettings.__dataclass_fields__)
+        raise ParameterError(f"unknown lung-mask preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    base = PRESETS[preset]
+    valid = set(LungMaskSettings.__dataclass_fields__) - {"chest"}
+    if base.chest is not None:
+        valid |= set(CHEST_FIELDS)
     unknown = set(overrides) - valid
     if unknown:
-        raise ValueError(f"unknown lung-mask setting(s) {sorted(unknown)}; valid: {sorted(valid)}")
+        raise ParameterError(f"unknown lung-mask setting(s) {sorted(unknown)} for preset {preset!r}; "
+                         f"valid: {sorted(valid)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if "closing_radii" in overrides:
         overrides["closing_radii"] = tuple(float(r) for r in overrides["closing_radii"])
-    return replace(PRESETS[preset], **overrides)
+    chest = {k: overrides.pop(k) for k in list(overrides) if k in CHEST_FIELDS}
+    if chest:
+        overrides["chest"] = replace(base.chest, **chest)
+    return replace(base, **overrides)
 
 
 def lung_mask(
@@ -118,6 +142,8 @@ def lung_mask(
     opening: float | None = None,
     min_island: float | None = None,
     closing_radii: tuple[float, ...] | None = None,
+    direction=IDENTITY_DIRECTION,
+    **tuning,
 ) -> np.ndarray:
     """Segment both lungs of a chest CT.
 
@@ -130,9 +156,15 @@ def lung_mask(
     preset : {"default", "zaffino2021"}
         ``default`` uses physical units (mm, mL), ``zaffino2021`` the paper's voxel units.
     backend : {"fast", "reference"}
-        Implementation; both give the same mask.
+        Implementation of the paper's pipeline; both give the same mask. The
+        ``default`` preset has one implementation and ignores it.
     threshold_hu, opening, min_island, closing_radii : optional
         Override the preset's values, in the preset's units (see `LungMaskSettings`).
+    direction : sequence of 9 float
+        Row-major ITK direction cosines (``Geometry.direction``). The ``default``
+        preset makes every anatomical decision (superior, left, ...) in LPS with them.
+    **tuning
+        ``default`` preset: any field of `radiolab.chest_tuning.ChestTuning`.
 
     Returns
     -------
@@ -159,11 +191,15 @@ def lung_mask(
         raise ValueError(f"volume must be 3-D (z, y, x), got shape {volume.shape}")
     spacing = tuple(float(s) for s in spacing)
     if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):
-        raise ValueError(f"spacing must be three positive mm values, got {spacing}")
+        raise ParameterError(f"spacing must be three positive mm values, got {spacing}")
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+        raise ParameterError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
     settings = settings_for(preset, threshold_hu=threshold_hu, opening=opening,
-                            min_island=min_island, closing_radii=closing_radii)
+                            min_island=min_island, closing_radii=closing_radii, **tuning)
+    if settings.chest is not None:
+        from radiolab.lung_segmentation import segment_lungs
+
+        return segment_lungs(volume, spacing, settings, direction=direction).mask
     if settings.threshold_hu > settings.clip_hu:
         candidates = volume < settings.threshold_hu
     else:  # after clipping at clip_hu nothing lies below the threshold

@@ -22,14 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from radiolab.errors import InputError
+from radiolab.errors import FitError, InputError
 
 CLASS_NAMES = ("air", "healthy", "ggo", "consolidation", "other")
 CLASS_TITLES = ("air", "healthy lung", "ground-glass opacity", "consolidation", "other dense tissue")
 N_CLASSES = len(CLASS_NAMES)
 INT16_OFFSET = 32768
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-BUILTIN_MODELS = ("zaffino2021",)
+# Variance of the rounding of a continuous HU value to an integer bin (uniform over one
+# HU): the smallest spread integer data can resolve, and the floor of fitted variances.
+ROUNDING_VARIANCE_HU2 = 1.0 / 12.0
+BUILTIN_MODELS = ("zaffino2021",)  # radiolab/data/models/<name>.json
 
 
 @dataclass
@@ -224,6 +226,7 @@ def fit_mixture(
     tol: float = 1e-3,
     max_iter: int = 100,
     reg_covar: float = 1e-6,
+    min_variance: float = ROUNDING_VARIANCE_HU2,
     seed: int = 0,
     n_scans: int = 1,
     init: TissueMixture | None = None,
@@ -242,6 +245,15 @@ def fit_mixture(
         Number of Gaussians; radiolab's tissue classes need 5.
     n_init, tol, max_iter, reg_covar : optional
         As in scikit-learn (the paper: 6 initialisations, tolerance 1e-3).
+    min_variance : float
+        Floor of every component's variance after each M-step, HU². The default, 1/12
+        HU², is the variance of rounding to integer HU. Without it a component can
+        collapse onto one HU bin, such as the spike of voxels clipped to -1000 HU,
+        where scikit-learn's ``reg_covar`` (1e-6 HU²) leaves the likelihood all but
+        unbounded (a density of 400 per HU); with it the density of a component stays
+        below 1.4 per HU, and a component on the spike keeps a standard deviation of
+        at least 0.29 HU. Data that span many HU (real lungs) never reach the floor, so
+        fits there are unchanged.
     seed : int
         Random seed of the k-means initialisations; equal seeds give equal fits.
     n_scans : int
@@ -256,12 +268,12 @@ def fit_mixture(
 
     Raises
     ------
-    ValueError
+    FitError
         If the histogram holds fewer distinct HU values than components.
     """
     present = np.flatnonzero(histogram.counts)
     if present.size < n_components:
-        raise ValueError(
+        raise FitError(
             f"cannot fit {n_components} components on {present.size} distinct HU values "
             f"({histogram.n_voxels} voxels)"
         )
@@ -277,7 +289,7 @@ def fit_mixture(
             assignment = weighted_kmeans_1d(x, w, n_components, rng)
             resp = np.zeros((x.size, n_components))
             resp[np.arange(x.size), assignment] = 1.0
-            weights, means, variances = _m_step(x, w, resp, reg_covar, total)
+            weights, means, variances = _m_step(x, w, resp, reg_covar, min_variance, total)
         lower_bound = -np.inf
         converged = False
         n_iter = 0
@@ -287,7 +299,7 @@ def fit_mixture(
             norm = _logsumexp(log_prob)
             lower_bound = float(np.dot(w, norm) / total)
             resp = np.exp(log_prob - norm[:, None])
-            weights, means, variances = _m_step(x, w, resp, reg_covar, total)
+            weights, means, variances = _m_step(x, w, resp, reg_covar, min_variance, total)
             if abs(lower_bound - previous) < tol:
                 converged = True
                 break
@@ -295,7 +307,8 @@ def fit_mixture(
             best = (lower_bound, weights, means, variances, converged, n_iter)
     _, weights, means, variances, converged, n_iter = best
     settings = {"method": "histogram-weighted EM", "n_components": n_components, "n_init": n_init,
-                "tol": tol, "max_iter": max_iter, "reg_covar": reg_covar, "seed": seed,
+                "tol": tol, "max_iter": max_iter, "reg_covar": reg_covar,
+                "min_variance_hu2": min_variance, "seed": seed,
                 "init": "k-means++ and Lloyd, weighted" if init is None else "given", "converged": converged,
                 "n_iter": n_iter}
     mixture = TissueMixture(means, variances, weights, n_voxels=histogram.n_voxels,
@@ -340,12 +353,12 @@ def weighted_kmeans_1d(x: np.ndarray, w: np.ndarray, k: int, rng: np.random.Gene
     return assignment
 
 
-def _m_step(x, w, resp, reg_covar, total):
+def _m_step(x, w, resp, reg_covar, min_variance, total):
     weighted = resp * w[:, None]
     nk = weighted.sum(axis=0) + 10 * np.finfo(np.float64).eps
     means = (weighted * x[:, None]).sum(axis=0) / nk
     variances = (weighted * (x[:, None] - means) ** 2).sum(axis=0) / nk + reg_covar
-    return nk / total, means, variances
+    return nk / total, means, np.maximum(variances, min_variance)
 
 
 def fit_mixture_reference(
@@ -450,16 +463,18 @@ def load_mixture(spec: str | os.PathLike[str], *, trust_pickle: bool = False) ->
     InputError
         Naming the file, if it is missing, not valid, or a pickle without trust.
     """
+    from radiolab.data import resource
+
     spec = os.fspath(spec)
     if spec in BUILTIN_MODELS:
-        path = MODELS_DIR / f"{spec}.json"
+        path = resource("models", f"{spec}.json")
         source = spec
     else:
         path = Path(spec)
         source = str(path)
     if not path.is_file():
         raise InputError(source, "model file not found; give a JSON file or one of: " + ", ".join(BUILTIN_MODELS))
-    if path.suffix.lower() in (".joblib", ".pkl", ".pickle"):
+    if path.name.lower().endswith((".joblib", ".pkl", ".pickle")):
         if not trust_pickle:
             raise InputError(source, "refusing to unpickle a model: unpickling runs code stored in the "
                              "file; pass --trust-pickle only for files you trust")

@@ -31,7 +31,8 @@ correlate ``--scores`` CSV + ``labels/``           ``correlation/`` (skipped
 
 Segment runs on the chosen backend (joblib, Dask, SLURM/PBS) and resumes per scan. The
 other stages are skipped on a rerun when their record in ``pipeline.json`` shows the
-same parameters and the same upstream outputs (``force`` reruns them). Stage modules
+same parameters, the same algorithm versions (`Stage.versions`, bumped with any change
+of a stage's output) and the same upstream outputs (``force`` reruns them). Stage modules
 are imported only when the stage runs.
 """
 
@@ -48,11 +49,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, Union
 
 from radiolab import __version__
-from radiolab.errors import InputError, RadiolabError, StageError
+from radiolab.errors import InputError, ParameterError, RadiolabError, StageError
 from radiolab.io import is_volume_file, write_json_atomic
 from radiolab.segment import SegmentConfig
 
-PIPELINES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
 TOP_LEVEL_KEYS = ("name", "description", "stages")
 STAGE_KEYS = ("stage", "params")
 
@@ -67,13 +67,19 @@ class IngestParams:
     ----------
     compression_level : int
         gzip level of the NRRD volumes, 1 (fast) to 9 (smallest).
+    assume_ct : bool
+        Read series without a Modality tag as CT even without CT evidence.
+    allow_gaps : bool
+        Interpolate across gaps in the slice positions instead of refusing the series.
     """
 
     compression_level: int = 1
+    assume_ct: bool = False
+    allow_gaps: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.compression_level <= 9:
-            raise ValueError(f"compression_level must be 1..9, got {self.compression_level}")
+            raise ParameterError(f"compression_level must be 1..9, got {self.compression_level}")
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,7 @@ class FeaturesParams:
 
     def __post_init__(self) -> None:
         if self.map not in ("voxel", "median"):
-            raise ValueError(f"map must be 'voxel' or 'median', got {self.map!r}")
+            raise ParameterError(f"map must be 'voxel' or 'median', got {self.map!r}")
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,7 @@ class CorrelateParams:
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
-            raise ValueError(f"iterations must be at least 1, got {self.iterations}")
+            raise ParameterError(f"iterations must be at least 1, got {self.iterations}")
 
 
 def _check_segment(config: SegmentConfig) -> None:
@@ -126,9 +132,9 @@ def _check_segment(config: SegmentConfig) -> None:
 
     config.lung_settings()  # unknown preset or bad override: ValueError
     if config.backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
+        raise ParameterError(f"backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
     if config.median_size < 1 or config.n_init < 1 or config.tol <= 0:
-        raise ValueError("median_size and n_init must be at least 1 and tol positive")
+        raise ParameterError("median_size and n_init must be at least 1 and tol positive")
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -207,7 +213,8 @@ def _run_ingest(context: RunContext, params: IngestParams) -> StageResult:
         raise StageError("pipeline", "ingest", "ingest reads one folder of DICOM files; give --in DICOM_ROOT")
     root = context.inputs[0]
     out = context.out_dir / "volumes"
-    key = _hash({"params": dataclasses.asdict(params), "listing": _listing_fingerprint(root), "version": __version__})
+    key = _hash({"params": dataclasses.asdict(params), "listing": _listing_fingerprint(root),
+                 "versions": algorithm_versions("ingest")})
     previous = context.records.get("ingest", {})
     written = previous.get("outputs", {}).get("written", [])
     context.state["scans"] = [str(out)]
@@ -216,7 +223,8 @@ def _run_ingest(context: RunContext, params: IngestParams) -> StageResult:
         context.state["fingerprint"] = key
         return StageResult("ingest", "skipped", "up to date", previous.get("outputs", {}), key, up_to_date=True)
     dicom = _import_stage_module("ingest")
-    report = dicom.ingest(root, out, compression_level=params.compression_level)
+    report = dicom.ingest(root, out, compression_level=params.compression_level,
+                          assume_ct=params.assume_ct, allow_gaps=params.allow_gaps)
     if not report.written:
         problems = "; ".join(str(x) for x in [*report.failed, *report.skipped][:3])
         raise StageError("pipeline", "ingest", f"no CT series written from {root}" + (f" ({problems})" if problems else ""))
@@ -258,7 +266,8 @@ def _run_segment(context: RunContext, params: SegmentConfig) -> StageResult:
                f"{len(report.errors)} failed")
     if not report.rows:
         raise StageError("pipeline", "segment", f"no scan was labelled ({message}); see {out / 'errors.csv'}")
-    key = _hash({"config": params.to_json(), "mixture": report.mixture.to_json() if report.mixture else None,
+    key = _hash({"config": params.to_json(), "versions": algorithm_versions("segment"),
+                 "mixture": report.mixture.to_json() if report.mixture else None,
                  "scans": sorted(row["id"] for row in report.rows),
                  "summary": _file_hash(out / "summary.csv")})
     context.state["fingerprint"] = key
@@ -278,7 +287,7 @@ def _run_features(context: RunContext, params: FeaturesParams) -> StageResult:
     out = context.out_dir / "features.csv"
     param_file = None if params.params is None else str((context.base_dir / params.params).resolve())
     key = _hash({"params": dataclasses.asdict(params), "param_file": _file_hash(Path(param_file)) if param_file else "",
-                 "upstream": context.state.get("fingerprint", ""), "version": __version__})
+                 "upstream": context.state.get("fingerprint", ""), "versions": algorithm_versions("features")})
     context.state["features"] = str(out)
     skipped = _up_to_date(context, "features", key, [out])
     if skipped is not None:
@@ -302,7 +311,7 @@ def _run_correlate(context: RunContext, params: CorrelateParams) -> StageResult:
         raise InputError(context.scores, "scores file does not exist")
     out = context.out_dir / "correlation"
     key = _hash({"params": dataclasses.asdict(params), "scores": _file_hash(Path(context.scores)),
-                 "upstream": context.state.get("fingerprint", ""), "version": __version__})
+                 "upstream": context.state.get("fingerprint", ""), "versions": algorithm_versions("correlate")})
     skipped = _up_to_date(context, "correlate", key, [out])
     if skipped is not None:
         return skipped
@@ -341,6 +350,13 @@ class Stage:
         Extra validation of the parameters (raises ValueError).
     module : str
         The module the stage imports when it runs (checked before a run starts).
+    versions : dict of str to int
+        Algorithm version of each step of the stage (one step for most stages; segment
+        has ``lung_mask``, ``mixture_fit`` and ``labels``). Bump a step's version with
+        any change of the code that changes what the step writes: the version is part
+        of the step's resume key, so a rerun recomputes that step's outputs and what
+        depends on them, and nothing else. Every output records the versions it was
+        made with.
     """
 
     key: str
@@ -351,21 +367,37 @@ class Stage:
     requires: tuple[str, ...] = ()
     check: Callable[[Any], None] | None = None
     module: str = ""
+    versions: dict[str, int] = field(default_factory=dict)
 
 
 #: The stage registry: the only place a stage is named.
 STAGES: dict[str, Stage] = {
     "ingest": Stage("ingest", "DICOM CT series -> NRRD volumes (radiolab.dicom)", IngestParams, _run_ingest,
-                    module="radiolab.dicom"),
+                    module="radiolab.dicom", versions={"ingest": 1}),
     "segment": Stage("segment", "lung mask, pooled mixture, tissue labels (radiolab.segment)", SegmentConfig,
-                     _run_segment, after=("ingest",), check=_check_segment, module="radiolab.segment"),
+                     _run_segment, after=("ingest",), check=_check_segment, module="radiolab.segment",
+                     versions={"lung_mask": 1, "mixture_fit": 1, "labels": 1}),
     "features": Stage("features", "radiomic features of the tissue regions (radiolab features)",
                       FeaturesParams, _run_features, after=("ingest", "segment"), requires=("segment",),
-                      module="radiolab.cli.features"),
+                      module="radiolab.cli.features", versions={"features": 1}),
     "correlate": Stage("correlate", "correlation of tissue volumes with clinical scores (radiolab.stats)",
                        CorrelateParams, _run_correlate, after=("ingest", "segment", "features"),
-                       requires=("segment",), module="radiolab.stats"),
+                       requires=("segment",), module="radiolab.stats", versions={"correlate": 1}),
 }
+
+
+def algorithm_version(step: str) -> int:
+    """The algorithm version of a step (``lung_mask``, ``labels``, ``features`` ...), from
+    the versions of the registered stages (see `Stage`)."""
+    for stage in STAGES.values():
+        if step in stage.versions:
+            return stage.versions[step]
+    raise KeyError(f"no registered stage has a step {step!r}")
+
+
+def algorithm_versions(stage: str) -> dict[str, int]:
+    """The algorithm versions of a registered stage's steps (a copy)."""
+    return dict(STAGES[stage].versions)
 
 
 # -- the configuration model ------------------------------------------------------------------
@@ -522,23 +554,16 @@ def parse_pipeline(data: Any, *, source: str = "pipeline") -> Pipeline:
 
 
 def builtin_pipelines() -> list[str]:
-    """Names of the shipped pipeline files (``pipelines/*.yaml`` that declare stages).
+    """Names of the shipped pipelines (``radiolab/data/pipelines/*.yaml`` that declare
+    stages; see `radiolab.data`)."""
+    from radiolab.data import pipeline_names
 
-    ``pipelines/radiomics.yaml`` lives there too but is a pyradiomics parameter file.
-    """
-    if not PIPELINES_DIR.is_dir():
-        return []
-    names = []
-    for path in sorted(PIPELINES_DIR.glob("*.yaml")):
-        with open(path, encoding="utf-8") as handle:
-            if any(line.startswith("stages:") for line in handle):
-                names.append(path.stem)
-    return names
+    return pipeline_names()
 
 
 def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
-    """Read and validate a pipeline file; a bare name (``zaffino2021``) is looked up in
-    the project's ``pipelines/`` folder.
+    """Read and validate a pipeline file; a bare name (``zaffino2021``) is a built-in
+    pipeline, shipped inside the package (`radiolab.data`).
 
     Raises
     ------
@@ -547,21 +572,30 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
     """
     import yaml
 
+    from radiolab.data import resource
+
     path = os.fspath(path)
+    text = None
+    source = path
     if not os.path.exists(path) and os.sep not in path and not path.endswith((".yaml", ".yml")):
-        candidate = PIPELINES_DIR / f"{path}.yaml"
-        if candidate.is_file():
-            path = str(candidate)
-    if not os.path.isfile(path):
-        available = builtin_pipelines()
-        raise InputError(path, "pipeline file does not exist"
-                         + (f"; built-in pipelines: {', '.join(available)}" if available else ""))
+        builtin = resource("pipelines", f"{path}.yaml")
+        if builtin.is_file():
+            text, source = builtin.read_text(encoding="utf-8"), str(builtin)
+    if text is None:
+        if not os.path.isfile(path):
+            available = builtin_pipelines()
+            raise InputError(path, "pipeline file does not exist"
+                             + (f"; built-in pipelines: {', '.join(available)}" if available else ""))
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as error:
+            raise InputError(path, f"cannot read the pipeline file: {error}") from None
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise InputError(path, f"not valid YAML: {error}") from None
-    return parse_pipeline(data, source=path)
+    return parse_pipeline(data, source=str(source))
 
 
 @dataclass
@@ -618,6 +652,9 @@ def run_pipeline(
         For a bad pipeline file or input.
     StageError
         When a stage fails as a whole; ``stage`` names it, and the message says why.
+    Exception
+        Any other error inside a stage is a crash, not bad input: it is recorded in
+        ``pipeline.json`` (``"stage": "internal"``) and raised as it is, traceback and all.
     """
     if not isinstance(pipeline, Pipeline):
         pipeline = load_pipeline(pipeline)
@@ -658,14 +695,16 @@ def run_pipeline(
             record["stages"][spec.stage] = {"status": "failed"}
             write_json_atomic(record_path, record)
             raise
-        except Exception as error:
-            record["stages"][spec.stage] = {"status": "failed", "message": str(error)}
+        except Exception as error:  # a crash, not bad input: recorded, then raised with its traceback
+            record["stages"][spec.stage] = {"status": "failed", "stage": "internal",
+                                            "message": f"{type(error).__name__}: {error}"}
             write_json_atomic(record_path, record)
-            raise StageError(pipeline.name, spec.stage, f"{type(error).__name__}: {error}") from error
+            raise
         report.results.append(result)
         # An up-to-date stage keeps its "done" record, so that the next run skips it too.
         record["stages"][spec.stage] = {"status": "done" if result.up_to_date else result.status,
-                                        "message": result.message, "outputs": result.outputs, "key": result.key}
+                                        "message": result.message, "outputs": result.outputs, "key": result.key,
+                                        "algorithm_versions": algorithm_versions(spec.stage)}
         write_json_atomic(record_path, record)
     report.segment = context.state.get("segment_report")
     return report

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from radiolab.errors import InputError, RadiolabError
+from radiolab.errors import DataError, FitError, InputError, ParameterError, RadiolabError
 from radiolab.mixture import CLASS_NAMES, Histogram, TissueMixture, fit_mixture, sum_histograms
 
 HIST_SUFFIX = "_hist.json"
@@ -83,17 +83,17 @@ def robustness_study(
 
     Raises
     ------
-    ValueError
-        If there are no histograms, a size or ``repeats`` is below 1, or no size fits
-        the number of scans.
+    DataError, ParameterError
+        If there are no histograms (DataError), a size or ``repeats`` is below 1
+        (ParameterError), or no subset could be fitted (FitError, a DataError).
     """
     if not histograms:
-        raise ValueError("no scan histograms to draw subsets from")
+        raise DataError("no scan histograms to draw subsets from")
     sizes = [int(s) for s in sizes]
     if not sizes or min(sizes) < 1:
-        raise ValueError(f"sizes must be positive numbers of scans, got {sizes}")
+        raise ParameterError(f"sizes must be positive numbers of scans, got {sizes}")
     if int(repeats) < 1:
-        raise ValueError(f"repeats must be at least 1, got {repeats}")
+        raise ParameterError(f"repeats must be at least 1, got {repeats}")
     ids = sorted(histograms)
     result = RobustnessResult(settings={"sizes": sizes, "repeats": int(repeats), "seed": int(seed),
                                         "n_init": int(n_init), "tol": float(tol), "n_scans": len(ids)})
@@ -109,7 +109,7 @@ def robustness_study(
             try:
                 mixture = fit_mixture(sum_histograms(histograms[i] for i in chosen), seed=seed,
                                       n_init=n_init, tol=tol, n_scans=size)
-            except ValueError as error:
+            except FitError as error:
                 result.skipped.append((f"size {size} group {repeat + 1}", f"fit failed: {error}"))
                 continue
             result.groups[size].append(chosen)
@@ -118,7 +118,7 @@ def robustness_study(
             del result.groups[size], result.fits[size]
     if not result.fits:
         reasons = "; ".join(f"{what}: {why}" for what, why in result.skipped)
-        raise ValueError(f"no subset could be fitted ({reasons})")
+        raise FitError(f"no subset could be fitted ({reasons})")
     return result
 
 
@@ -240,7 +240,7 @@ def histograms_from_scans(
     histograms: dict[str, Histogram] = {}
     skipped: list[tuple[str, str]] = [(str(p), r) for p, r in skipped_inputs]
     key = config.mask_key()
-    for scan in tqdm(scans, desc="lung masks", unit="scan", disable=not progress, leave=False):
+    for scan in tqdm(scans, desc="lung masks", unit="scan", disable=None if progress else True, leave=False):
         cached = output_paths(out_dir, scan.id)["histogram"]
         if cached.is_file():
             try:
@@ -252,7 +252,7 @@ def histograms_from_scans(
                 continue
         try:
             histogram, _, _ = mask_scan(scan, os.fspath(out_dir), config)
-        except (RadiolabError, ValueError, OSError, RuntimeError, MemoryError) as error:
+        except (RadiolabError, OSError, MemoryError) as error:  # bad scan or its file; a bug shows
             skipped.append((scan.path, str(error) or type(error).__name__))
             continue
         histograms[scan.id] = histogram
@@ -304,7 +304,7 @@ def run_robustness(
     ------
     InputError
         If an input is missing or holds neither histograms nor scans.
-    ValueError
+    DataError, ParameterError
         As `robustness_study`.
     """
     from radiolab import __version__
@@ -313,7 +313,7 @@ def run_robustness(
 
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     if not paths:
-        raise ValueError("no input given")
+        raise ParameterError("no input given")
     out = Path(out_dir)
     if len(paths) == 1 and _has_histograms(paths[0]):
         source = "histograms"

@@ -3,11 +3,16 @@
 Zaffino et al. (2021), Eq. 1: lung involvement LI = %GGO + %consolidation + %other
 dense tissue, each a percentage of the lung volume.
 
-Density indices, as percentages of the lung-mask voxels, on the scan's HU (not clipped):
+Density indices, with the definitions of CIP's ``GenerateParenchymaPhenotypes``
+(`radiolab.phenotypes`): percentages of the lung-mask voxels from -1024 to 1024 HU,
 
 - ``LAA950_pct``: low-attenuation area, voxels strictly below -950 HU;
 - ``HAA500_pct`` and ``HAA250_pct``: high-attenuation areas, voxels strictly above
   -500 HU and -250 HU.
+
+They equal the ``whole`` row of ``phenotypes.csv``. The zone scores and
+``zonal_severity`` (and ``lobar_severity`` when a lobe map is given) come from
+`radiolab.zones`.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import numpy as np
 
 from radiolab.lung import bounding_box
 from radiolab.mixture import CLASS_NAMES
+from radiolab.phenotypes import HU_RANGE, region_phenotypes
 from radiolab.sides import IDENTITY_DIRECTION, SIDE_NAMES, split_sides
+from radiolab.zones import ZONE_NAMES, lobar_severity, lung_thirds, zone_scores
 
 INVOLVED_CLASSES = ("ggo", "consolidation", "other")
 # column -> (comparison, threshold in HU); comparisons are strict.
@@ -27,6 +34,8 @@ DENSITY_INDICES: dict[str, tuple[str, float]] = {
     "HAA500_pct": (">", -500.0),
     "HAA250_pct": (">", -250.0),
 }
+# summary.csv's zonal columns, in order; lobar_severity only when a lobe map is given.
+ZONAL_COLUMNS = (*(f"zone_score_{zone}" for zone in ZONE_NAMES), "zonal_severity")
 
 
 def class_volumes(labels: np.ndarray, spacing: tuple[float, float, float]) -> dict[str, float]:
@@ -82,7 +91,8 @@ def density_indices(volume: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     -------
     dict
         ``LAA950_pct`` (% of lung voxels with HU < -950), ``HAA500_pct`` (HU > -500)
-        and ``HAA250_pct`` (HU > -250); 0.0 for an empty mask.
+        and ``HAA250_pct`` (HU > -250), of the voxels from -1024 to 1024 HU (CIP's
+        range); 0.0 for an empty mask.
 
     Raises
     ------
@@ -92,6 +102,7 @@ def density_indices(volume: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     if volume.shape != mask.shape:
         raise ValueError(f"volume {volume.shape} and mask {mask.shape} differ in shape")
     values = volume[mask.astype(bool, copy=False)]
+    values = values[(values >= HU_RANGE[0]) & (values <= HU_RANGE[1])]
     row: dict[str, float] = {}
     for column, (comparison, threshold) in DENSITY_INDICES.items():
         if values.size == 0:
@@ -102,27 +113,6 @@ def density_indices(volume: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     return row
 
 
-def _union_box(a, b):
-    if a is None or b is None:
-        return a if b is None else b
-    return tuple(slice(min(p.start, q.start), max(p.stop, q.stop)) for p, q in zip(a, b))
-
-
-def _side_label_counts(sides: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Voxel counts of every (side 0..2, label 0..5) pair, as a 3 x 6 int64 array.
-
-    One pass counts the code 8 * side + label, a few slices at a time, so that
-    bincount's int64 copy of the codes stays small.
-    """
-    counts = np.zeros(24, dtype=np.int64)
-    step = max(1, (1 << 22) // max(1, int(np.prod(labels.shape[1:]))))
-    for start in range(0, labels.shape[0], step):
-        codes = sides[start: start + step] * np.uint8(8)
-        codes += labels[start: start + step]
-        counts += np.bincount(codes.ravel(), minlength=24)[:24]
-    return counts.reshape(3, 8)[:, :6]
-
-
 def summary_row(
     labels: np.ndarray,
     volume: np.ndarray,
@@ -130,8 +120,27 @@ def summary_row(
     spacing: tuple[float, float, float],
     *,
     direction: Sequence[float] = IDENTITY_DIRECTION,
+    sides: np.ndarray | None = None,
+    lobes: np.ndarray | None = None,
+    thirds: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """One scan's row of ``summary.csv``: volumes, class %, LI, per side, density.
+    """One scan's row of ``summary.csv`` (`scan_tables` without the phenotype rows)."""
+    return scan_tables(labels, volume, mask, spacing, direction=direction, sides=sides, lobes=lobes,
+                       thirds=thirds)[0]
+
+
+def scan_tables(
+    labels: np.ndarray,
+    volume: np.ndarray,
+    mask: np.ndarray,
+    spacing: tuple[float, float, float],
+    *,
+    direction: Sequence[float] = IDENTITY_DIRECTION,
+    sides: np.ndarray | None = None,
+    lobes: np.ndarray | None = None,
+    thirds: np.ndarray | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One scan's row of ``summary.csv`` and its rows of ``phenotypes.csv``.
 
     Parameters
     ----------
@@ -144,16 +153,26 @@ def summary_row(
     spacing : tuple of float
         Voxel size along (z, y, x), in mm.
     direction : sequence of 9 float
-        The volume's direction cosines (``Geometry.direction``), to tell right from left.
+        The volume's direction cosines (``Geometry.direction``), to tell right from left
+        and head from feet.
+    sides : numpy.ndarray, optional
+        1 right, 2 left (an external mask's); default `radiolab.sides.split_sides`.
+    lobes : numpy.ndarray, optional
+        Lobe codes (`radiolab.zones.LOBE_NAMES`); adds lobe rows and ``lobar_severity``.
+    thirds : numpy.ndarray, optional
+        1 upper, 2 middle, 3 lower (a CIP map's own); default `radiolab.zones.lung_thirds`.
 
     Returns
     -------
-    dict
+    row : dict
         The keys of `class_volumes`; for each side (``right_``, ``left_``)
         ``<side>_lung_volume_ml``, ``<side>_<class>_pct`` and ``<side>_LI_pct`` (% of that
-        lung); ``sides_found`` (2 when the lungs were separated, 1 when the whole mask
-        went to one side, 0 for an empty mask, see `radiolab.sides.split_sides`); and the
-        density indices of `density_indices`.
+        lung); ``sides_found`` (2 when both lungs have voxels, 1 when the whole mask
+        went to one side, 0 for an empty mask, see `radiolab.sides.split_sides`); the
+        density indices of `density_indices` (equal to the ``whole`` phenotype row);
+        `ZONAL_COLUMNS`; ``lobar_severity`` when ``lobes`` is given.
+    phenotypes : list of dict
+        `radiolab.phenotypes.region_phenotypes` rows.
 
     Raises
     ------
@@ -162,13 +181,23 @@ def summary_row(
     """
     if not labels.shape == volume.shape == mask.shape:
         raise ValueError(f"labels {labels.shape}, volume {volume.shape} and mask {mask.shape} differ in shape")
-    sides = split_sides(mask, spacing, direction=direction)
+    lung = mask.astype(bool, copy=False)
+    if sides is None:
+        sides = split_sides(mask, spacing, direction=direction)
+    else:
+        sides = np.where(lung, sides, 0).astype(np.uint8)
+    if thirds is None:
+        thirds = lung_thirds(lung, direction=direction)
+    else:
+        thirds = np.where(lung, thirds, 0).astype(np.uint8)
+    phenotypes = region_phenotypes(volume, lung, spacing, sides=sides, thirds=thirds, lobes=lobes, labels=labels)
     # Everything counted lies in the lung's box; outside it labels and sides are 0.
-    box = _union_box(bounding_box(sides), bounding_box(labels))
+    box = bounding_box(sides.astype(bool) | (labels > 0))
     if box is None:
         box = (slice(0, 0),) * 3
-    labels, sides, volume, mask = labels[box], sides[box], volume[box], mask[box]
-    pairs = _side_label_counts(sides, labels)
+    boxed_labels, boxed_sides = labels[box], sides[box]
+    # One pass counts every (side, class) pair: code = 8 * side + label.
+    pairs = np.bincount((boxed_sides * np.uint8(8) + boxed_labels).ravel(), minlength=24)[:24].reshape(3, 8)[:, :6]
     row: dict[str, Any] = dict(volumes_from_counts(pairs.sum(axis=0), spacing))
     for value, side in SIDE_NAMES.items():
         side_row = volumes_from_counts(pairs[value], spacing)
@@ -177,5 +206,10 @@ def summary_row(
             row[f"{side}_{name}_pct"] = side_row[f"{name}_pct"]
         row[f"{side}_LI_pct"] = side_row["LI_pct"]
     row["sides_found"] = int(np.count_nonzero(pairs[1:].sum(axis=1)))
-    row.update(density_indices(volume, mask))
-    return row
+    whole = phenotypes[0]
+    for column in DENSITY_INDICES:
+        row[column] = whole[column] if whole[column] is not None else 0.0
+    row.update(zone_scores(labels, sides, thirds))
+    if lobes is not None:
+        row["lobar_severity"] = lobar_severity(labels, lobes)["lobar_severity"]
+    return row, phenotypes

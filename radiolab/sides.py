@@ -42,6 +42,7 @@ def split_sides(
     max_erosion_mm: float = 50.0,
     step_mm: float | None = None,
     grid_mm: float | None = 2.0,
+    midline_mm: float | None = None,
 ) -> np.ndarray:
     """Label the voxels of a lung mask as right or left lung.
 
@@ -60,7 +61,7 @@ def split_sides(
         fraction of the eroded mask's voxels (0-0.5).
     max_erosion_mm : float
         Deepest erosion tried, in mm. If the lungs are still joined (or there is only
-        one lung), the whole mask goes to the side of the image centre on which its
+        one lung), the whole mask goes to the side of ``midline_mm`` on which its
         centroid lies.
     step_mm : float, optional
         Erosion step in mm, default the larger of 1 mm and the finest voxel size. Depths
@@ -71,6 +72,11 @@ def split_sides(
         Only voxels in blocks at the junction of the lungs can land on the other
         side; the split of a 512 x 512 x 300 scan then takes a fraction of a second
         instead of seconds. None splits at full resolution.
+    midline_mm : float, optional
+        Patient midline as an LPS x coordinate relative to the volume's origin, in mm
+        (``direction`` row 0 applied to index times spacing). A single lung goes to the
+        side of it its centroid lies on. Default: the centre of the whole volume, which
+        is only right when the field of view is centred on the patient.
 
     Returns
     -------
@@ -109,42 +115,40 @@ def split_sides(
     if not step > 0:
         raise ValueError(f"step_mm must be positive, got {step_mm}")
     blocks = (1, 1, 1) if grid_mm is None else tuple(max(1, int(grid_mm // s)) for s in spacing)
+    if midline_mm is None:
+        midline_mm = _physical_x((np.asarray(mask.shape, dtype=float) - 1) / 2, spacing, matrix)
     if blocks == (1, 1, 1):
-        return _split(mask, spacing, matrix, min_share, max_erosion_mm, step)
+        return _split(mask, spacing, matrix, min_share, max_erosion_mm, step, float(midline_mm))
     lung = mask.astype(bool, copy=False)
     box = bounding_box(lung)
     if box is None:
         return np.zeros(mask.shape, dtype=np.uint8)
     sub = lung[box]
-    coarse = _block_any(sub, blocks)
+    padded_shape = tuple(-(-n // b) * b for n, b in zip(sub.shape, blocks))
+    padded = np.zeros(padded_shape, dtype=bool)
+    padded[tuple(slice(0, n) for n in sub.shape)] = sub
+    coarse = padded.reshape(padded_shape[0] // blocks[0], blocks[0], padded_shape[1] // blocks[1], blocks[1],
+                            padded_shape[2] // blocks[2], blocks[2]).any(axis=(1, 3, 5))
     coarse_spacing = tuple(s * b for s, b in zip(spacing, blocks))
     # Index x of the coarse grid still runs along the same physical direction.
+    # Block centres in the full grid's index units, so that the fallback compares
+    # positions in the whole volume (not in the cropped box) with the midline.
+    to_full = (np.asarray(blocks, dtype=float), np.array([s.start for s in box], dtype=float)
+               + (np.asarray(blocks, dtype=float) - 1) / 2)
     coarse_sides = _split(coarse, coarse_spacing, matrix, min_share, max_erosion_mm,
-                          max(step, min(coarse_spacing)) if step_mm is None else step)
-    # Every voxel takes its block's side (a broadcast copy of the blocks), then 0 off the mask.
-    expanded = np.broadcast_to(coarse_sides[:, None, :, None, :, None],
-                               (coarse.shape[0], blocks[0], coarse.shape[1], blocks[1], coarse.shape[2], blocks[2]))
-    fine = expanded.reshape(tuple(n * b for n, b in zip(coarse.shape, blocks)))[tuple(slice(0, n) for n in sub.shape)]
+                          max(step, min(coarse_spacing)) if step_mm is None else step, float(midline_mm),
+                          full_spacing=spacing, to_full=to_full)
+    fine = coarse_sides
+    for axis, b in enumerate(blocks):
+        fine = np.repeat(fine, b, axis=axis)
     sides = np.zeros(mask.shape, dtype=np.uint8)
-    np.multiply(fine, sub, out=sides[box])
+    sides[box] = np.where(sub, fine[tuple(slice(0, n) for n in sub.shape)], np.uint8(0))
     return sides
 
 
-def _block_any(mask: np.ndarray, blocks) -> np.ndarray:
-    """True for each block of ``blocks`` voxels (the last ones cut short) holding a True voxel."""
-    for axis, b in enumerate(blocks):
-        if b == 1:
-            continue
-        parts = [mask[(slice(None),) * axis + (slice(offset, None, b),)] for offset in range(b)]
-        out = parts[0].copy()
-        for part in parts[1:]:
-            region = (slice(None),) * axis + (slice(0, part.shape[axis]),)
-            out[region] |= part
-        mask = out
-    return mask
-
-
-def _split(mask, spacing, matrix, min_share, max_erosion_mm, step) -> np.ndarray:
+def _split(mask, spacing, matrix, min_share, max_erosion_mm, step, midline_mm, *,
+           full_spacing=None, to_full=None) -> np.ndarray:
+    """Split at ``spacing``; ``to_full`` (scale, shift) maps indices to the full grid."""
     import cc3d
     import edt
 
@@ -174,9 +178,11 @@ def _split(mask, spacing, matrix, min_share, max_erosion_mm, step) -> np.ndarray
         level = max(level + step, level * 1.25)
     del depth
     if seeds is None:
-        centroid = _physical_x(np.argwhere(sub).mean(axis=0) + offset, spacing, matrix)
-        centre = _physical_x((np.asarray(mask.shape, dtype=float) - 1) / 2, spacing, matrix)
-        sides[box][sub] = RIGHT if centroid <= centre else LEFT
+        index = np.argwhere(sub).mean(axis=0) + offset
+        if to_full is not None:
+            index = index * to_full[0] + to_full[1]
+        centroid = _physical_x(index, spacing if full_spacing is None else full_spacing, matrix)
+        sides[box][sub] = RIGHT if centroid <= midline_mm else LEFT
         return sides
     first, second = seeds
     x_first = _physical_x(np.argwhere(first).mean(axis=0) + offset, spacing, matrix)

@@ -1,17 +1,25 @@
 """Median filtering of ordinal label maps.
 
 ``median_labels(labels)`` equals ``scipy.ndimage.median_filter(labels, size=4)`` voxel
-for voxel (window offsets -2..+1 on every axis, reflected edges), computed from box
-counts: the median of the 64 labels in a window is the smallest label k such that at
+for voxel (window offsets -2..+1 on every axis, reflected edges), as the paper's map,
+computed from box counts: the median of the 64 labels in a window is the smallest label k such that at
 least 33 of them are <= k. Box sums are separable, so the cost is a few array additions
 per label value instead of a sort per voxel, and only the labelled region's bounding
 box is processed (elsewhere the labels and their median are 0).
+
+An even window has no centre voxel: with offsets -2..+1 the output at ``i`` is the
+median around ``i - 0.5``, so the map is shifted half a voxel towards higher indices.
+A labelled cube spanning indices 4..7 on an axis comes out spanning 4..8, one voxel
+past the lung mask on the high side. The map is kept as scipy computes it; radiolab's
+statistics from it (``radiolab features --map median``) count only the voxels inside
+the lung mask (summary.csv and the report count the voxel-wise labels).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from radiolab.errors import ParameterError
 from radiolab.lung import _thread_count, bounding_box
 
 
@@ -34,7 +42,7 @@ def median_labels(labels: np.ndarray, *, size: int = 4, backend: str = "fast") -
         Filtered labels, same shape and dtype, identical to scipy's result.
     """
     if size < 1:
-        raise ValueError(f"size must be a positive number of voxels, got {size}")
+        raise ParameterError(f"size must be a positive number of voxels, got {size}")
     if backend == "reference":
         from scipy import ndimage
 

@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from radiolab.errors import InputError
+from radiolab.errors import DataError, InputError, ParameterError
 
 SCORES = tuple(range(6))
 # S_auto bins on LI in %: (score, lower bound, upper bound, bound convention).
@@ -57,15 +57,15 @@ def _paired(li: Sequence[float], scores: Sequence[float]) -> tuple[np.ndarray, n
     x = np.asarray(li, dtype=np.float64).ravel()
     y = np.asarray(scores, dtype=np.float64).ravel()
     if x.shape != y.shape:
-        raise ValueError(f"LI and S differ in length: {x.size} and {y.size}")
+        raise DataError(f"LI and S differ in length: {x.size} and {y.size}")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        raise ValueError("LI and S must be finite numbers")
+        raise DataError("LI and S must be finite numbers")
     if x.size < 3:
-        raise ValueError(f"a correlation needs at least 3 scans, got {x.size}")
+        raise DataError(f"a correlation needs at least 3 scans, got {x.size}")
     if np.ptp(y) == 0:
-        raise ValueError(f"all scans have the same score S = {y[0]:g}; a correlation needs two or more")
+        raise DataError(f"all scans have the same score S = {y[0]:g}; a correlation needs two or more")
     if np.ptp(x) == 0:
-        raise ValueError(f"all scans have the same LI = {x[0]:g} %; a correlation needs two or more")
+        raise DataError(f"all scans have the same LI = {x[0]:g} %; a correlation needs two or more")
     return x, y
 
 
@@ -88,7 +88,7 @@ def correlate(li: Sequence[float], scores: Sequence[float]) -> dict[str, float]:
 
     Raises
     ------
-    ValueError
+    DataError
         If the lengths differ, a value is not finite, there are fewer than 3 scans, or
         S or LI is constant.
     """
@@ -139,19 +139,19 @@ def balanced_resample_indices(
 
     Raises
     ------
-    ValueError
+    DataError, ParameterError
         If there are fewer than two groups, or iterations or per_group is below 1.
     """
     values = np.asarray(scores).ravel()
     groups = np.unique(values)
     if groups.size < 2:
-        raise ValueError(f"balanced resampling needs at least two score groups, got {groups.tolist()}")
+        raise DataError(f"balanced resampling needs at least two score groups, got {groups.tolist()}")
     if int(iterations) < 1:
-        raise ValueError(f"iterations must be at least 1, got {iterations}")
+        raise ParameterError(f"iterations must be at least 1, got {iterations}")
     members = [np.flatnonzero(values == group) for group in groups]
     draws = min(m.size for m in members) if per_group is None else int(per_group)
     if draws < 1:
-        raise ValueError(f"per_group must be at least 1, got {per_group}")
+        raise ParameterError(f"per_group must be at least 1, got {per_group}")
     rng = np.random.default_rng(seed)
     blocks = [m[rng.integers(0, m.size, size=(int(iterations), draws))] for m in members]
     return np.concatenate(blocks, axis=1)
@@ -185,7 +185,7 @@ def resampled_correlation(
 
     Raises
     ------
-    ValueError
+    DataError, ParameterError
         As `correlate` and `balanced_resample_indices`.
     """
     x, y = _paired(li, scores)
@@ -244,7 +244,7 @@ def auto_score(li_pct: Sequence[float] | float) -> np.ndarray:
 
     Raises
     ------
-    ValueError
+    DataError
         If a value is not finite or lies outside 0-100 %.
 
     Examples
@@ -254,7 +254,7 @@ def auto_score(li_pct: Sequence[float] | float) -> np.ndarray:
     """
     li = np.asarray(li_pct, dtype=np.float64)
     if not np.all(np.isfinite(li)) or np.any(li < 0) or np.any(li > 100.0 + 1e-9):
-        raise ValueError("LI must be finite percentages in 0-100")
+        raise DataError("LI must be finite percentages in 0-100")
     bins = np.select([li <= 0.0, li < 5.0, li <= 25.0, li <= 50.0, li <= 75.0], [0, 1, 2, 3, 4], default=5)
     return bins.astype(np.int64)
 
@@ -281,7 +281,7 @@ def agreement(scores: Sequence[int], auto_scores: Sequence[int]) -> dict[str, An
     s = np.asarray(scores, dtype=np.int64).ravel()
     auto = np.asarray(auto_scores, dtype=np.int64).ravel()
     if s.shape != auto.shape or s.size == 0:
-        raise ValueError(f"need equal, non-zero numbers of scores, got {s.size} and {auto.size}")
+        raise DataError(f"need equal, non-zero numbers of scores, got {s.size} and {auto.size}")
     labels = list(SCORES)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -471,6 +471,48 @@ def read_involvement(path: str | os.PathLike[str]) -> dict[str, float]:
     return dict(zip(ids, values))
 
 
+def read_zonal_severity(path: str | os.PathLike[str]) -> dict[str, float]:
+    """``zonal_severity`` (0-30) per scan id from ``summary.csv``; {} without that column.
+
+    Scans whose cell is empty (no zone could be scored) are left out.
+
+    Raises
+    ------
+    InputError
+        Naming the file, if a cell is not a number in 0-30.
+    """
+    path, header, data = _read_csv(path)
+    if "zonal_severity" not in header or "id" not in header:
+        return {}
+    id_index, zonal_index = header.index("id"), header.index("zonal_severity")
+    values: dict[str, float] = {}
+    for line, cells in data:
+        text = cells[zonal_index].strip()
+        if not text:
+            continue
+        value = _number(path, line, "zonal_severity", text)
+        if not 0 <= value <= 30:
+            raise InputError(path, f"line {line}: zonal_severity {value} lies outside 0-30")
+        values[cells[id_index]] = value
+    return values
+
+
+def zonal_correlation(zonal: Sequence[float], scores: Sequence[float]) -> dict[str, Any]:
+    """Pearson and Spearman correlation of S with ``zonal_severity``.
+
+    Returns
+    -------
+    dict
+        ``n``, ``pearson_r``, ``pearson_p``, ``spearman_rho``, ``spearman_p``; or ``n``
+        and a ``skip_reason`` when fewer than 3 scans have both or either is constant.
+    """
+    try:
+        basic = correlate(zonal, scores)
+    except ValueError as error:
+        return {"n": len(zonal), "skip_reason": str(error)}
+    return {key: basic[key] for key in ("n", "pearson_r", "pearson_p", "spearman_rho", "spearman_p")}
+
+
 # -- the `radiolab correlate` run ----------------------------------------------------------
 
 def _finite_or_none(value: Any) -> Any:
@@ -518,7 +560,10 @@ def run_correlation(
         What ``correlation.json`` holds: the keys of `correlate` and of `agreement`;
         ``resampled_r2_mean``, ``resampled_r2_sd``, ``resampled_r_mean``,
         ``resampled_r_sd`` (and ``resampled_r2_all_*``, the resampled lines' R^2 on all
-        scans); ``resampling`` settings; ``scans`` (id, S, LI_pct, S_auto);
+        scans); ``resampling`` settings; ``zonal_severity``, the correlation of S with
+        ``summary.csv``'s ``zonal_severity`` (`zonal_correlation`; None when LI came
+        from the scores file or the summary has no such column); ``scans`` (id, S,
+        LI_pct, S_auto, and zonal_severity when known);
         ``ids_missing_in_labels`` and ``ids_missing_in_scores``; inputs and version.
 
     Raises
@@ -527,7 +572,7 @@ def run_correlation(
         Naming the file, for a bad scores or summary file (see `read_scores` and
         `read_involvement`), when no id matches, or when the matched scans have fewer
         than 3 members, a single score, or a single LI value.
-    ValueError
+    ParameterError
         If iterations or per_group is below 1.
     """
     from radiolab import __version__
@@ -535,11 +580,12 @@ def run_correlation(
     from radiolab.plots import involvement_box, involvement_scatter
 
     if int(iterations) < 1:
-        raise ValueError(f"iterations must be at least 1, got {iterations}")
+        raise ParameterError(f"iterations must be at least 1, got {iterations}")
     if per_group is not None and int(per_group) < 1:
-        raise ValueError(f"per_group must be at least 1, got {per_group}")
+        raise ParameterError(f"per_group must be at least 1, got {per_group}")
     table = read_scores(scores_csv, id_col=id_col, score_col=score_col)
     missing_in_scores: list[str] = []
+    zonal_by_id: dict[str, float] = {}
     if table.li is not None:
         li_source = table.path
         li_by_id = dict(zip(table.ids, table.li.tolist()))
@@ -552,6 +598,7 @@ def run_correlation(
             raise InputError(summary, "file does not exist; run `radiolab segment` first, point --labels at "
                                       "its output folder, or add an LI_pct column to the scores file")
         li_by_id = read_involvement(summary)
+        zonal_by_id = read_zonal_severity(summary)
         li_source = summary
         scored = set(table.ids)
         missing_in_scores = sorted(scan for scan in li_by_id if scan not in scored)
@@ -567,7 +614,7 @@ def run_correlation(
     try:
         basic = correlate(li, s)
         resampled = resampled_correlation(li, s, iterations=iterations, per_group=per_group, seed=seed)
-    except ValueError as error:
+    except (DataError, ParameterError) as error:
         raise InputError(table.path, f"{len(ids)} scan(s) matched {li_source}: {error}") from None
     s_auto = auto_score(li)
     result: dict[str, Any] = {"n": basic["n"]}
@@ -583,7 +630,13 @@ def run_correlation(
         "degenerate_iterations": resampled["degenerate"], "sd_ddof": 1,
     }
     result["score_bins"] = {str(score): rule for score, _, _, rule in SCORE_BINS}
-    result["scans"] = [{"id": scan, "S": int(score), "LI_pct": float(value), "S_auto": int(auto)}
+    zonal_ids = [i for i, scan in enumerate(ids) if scan in zonal_by_id]
+    result["zonal_severity"] = None
+    if zonal_by_id:
+        result["zonal_severity"] = {key: _finite_or_none(value) for key, value in zonal_correlation(
+            [zonal_by_id[ids[i]] for i in zonal_ids], s[zonal_ids]).items()}
+    result["scans"] = [{"id": scan, "S": int(score), "LI_pct": float(value), "S_auto": int(auto),
+                        **({"zonal_severity": zonal_by_id[scan]} if scan in zonal_by_id else {})}
                        for scan, score, value, auto in zip(ids, s, li, s_auto)]
     result["ids_missing_in_labels"] = missing_in_labels
     result["ids_missing_in_scores"] = missing_in_scores

@@ -15,14 +15,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
-import importlib
 import io
 import json
 import os
 import pickle
 import re
 import shutil
-import time
 import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +34,7 @@ from bad_inputs import corpus as bad
 from bad_inputs.corpus import ACCEPT, REJECT, SKIP, TALLY
 from radiolab import cli
 from radiolab.errors import InputError
+from radiolab.pipeline import load_pipeline
 from radiolab.io import MEMORY_SHARE_LIMIT, SEGMENT_PEAK_FACTOR, memory_needed_bytes, read_header, read_volume, scan_id
 from radiolab.segment import OUTPUT_SUFFIXES, RUN_FILES
 from radiolab.synthetic import chest_phantom, make_cohort
@@ -126,7 +125,6 @@ class Batch:
     errors: list[dict[str, str]]
     summary: list[dict[str, str]]
     outside: list[str]
-    seconds: float
 
 
 @pytest.fixture(scope="module")
@@ -137,12 +135,10 @@ def batch(tmp_path_factory) -> Batch:
     good = make_cohort(inputs, 2, shape=GOOD_SHAPE, spacing=GOOD_SPACING, seed=21)
     cases = {name: make(inputs) for name, make in bad.VOLUME_CASES.items()}
     space.freeze()
-    start = time.perf_counter()
     status, stdout, stderr = run_cli(["segment", "--in", str(inputs), "--out", str(space.out)], space.cwd)
-    seconds = time.perf_counter() - start
     return Batch(space.root, inputs, space.out, sorted(scan_id(p) for p, _ in good), cases, status, stdout,
                  stderr, read_csv(space.out / "errors.csv"), read_csv(space.out / "summary.csv"),
-                 space.outside_changes(), seconds)
+                 space.outside_changes())
 
 
 @pytest.mark.parametrize("name", list(bad.VOLUME_CASES))
@@ -186,20 +182,17 @@ def test_batch_good_scans_complete_beside_the_bad_ones(batch):
     assert sorted(p.name for p in files_under(batch.out)) == sorted(expected)
     assert partial_files(batch.out) == []
     assert batch.outside == []
-    assert batch.seconds < 30.0
 
 
 def test_terabyte_header_is_refused_before_allocating(tmp_path):
     case = bad.terabyte_header(tmp_path)
     tracemalloc.start()
-    start = time.perf_counter()
     try:
         with pytest.raises(InputError) as info:
             read_volume(case.path)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - start < 2.0
     assert peak < 16 * 2**20
     message = str(info.value)
     assert message.startswith(f"{case.path}: too large for memory: the header promises 100000 x 100000 x 100000 "
@@ -221,13 +214,42 @@ def check_mixed_series(case, out, stdout, stderr):
     assert "run `radiolab ingest` to split them" in str(info.value)
 
 
-def check_missing_slice(case, out, stdout, stderr):
+def check_uneven_spacing(case, out, stdout, stderr):
     (path,) = out.glob("*.nrrd")
     volume = read_volume(path)
     assert volume.array.shape == case.extra["shape"]
-    assert volume.geometry.spacing[0] == pytest.approx(5.0)
-    assert f"  warning: {case.expected}" in stdout
+    assert volume.geometry.spacing[0] == pytest.approx(case.extra["step"])
+    assert f"radiolab ingest: WARNING: {path.name[:-len('.nrrd')]}: {case.expected}" in stderr
     assert case.expected in read_header(path)["radiolab_warnings"]
+
+
+def check_gantry_tilt(case, out, stdout, stderr):
+    (path,) = out.glob("*.nrrd")
+    header = read_header(path)
+    assert float(header["radiolab_tilt_deg"]) == pytest.approx(case.extra["tilt_deg"], abs=0.01)
+    assert f"radiolab ingest: WARNING: {path.name[:-len('.nrrd')]}: {case.expected}" in stderr
+    volume = read_volume(path)
+    # Orthogonal grid: the direction's slice axis is the normal, rows grew to hold the shift.
+    direction = np.array(volume.geometry.direction).reshape(3, 3)
+    np.testing.assert_allclose(direction, np.eye(3), atol=1e-6)
+    assert volume.array.shape[0] == 4 and volume.array.shape[1] > 128
+
+
+def check_no_series_uid(case, out, stdout, stderr):
+    written = sorted(out.glob("*.nrrd"))
+    assert [p.name.split("-")[:4] for p in written] == [["series", "3", "lung", "5mm"], ["series", "4", "lung", "2mm"]]
+    assert [read_volume(p).array.shape[0] for p in written] == case.extra["slices"]
+    for path in written:
+        assert read_header(path)["radiolab_grouped_by"].startswith("StudyInstanceUID")
+        assert case.expected in read_header(path)["radiolab_warnings"]
+
+
+def check_no_modality_ct(case, out, stdout, stderr):
+    (path,) = out.glob("*.nrrd")
+    header = read_header(path)
+    assert header["radiolab_modality"] == "CT"
+    assert header["radiolab_modality_source"] == "its SOP class (CT Image Storage)"
+    assert f"radiolab ingest: WARNING: {path.name[:-len('.nrrd')]}: {case.expected}" in stderr
 
 
 def check_jpeg2000(case, out, stdout, stderr):
@@ -256,7 +278,10 @@ def check_inconsistent_rescale(case, out, stdout, stderr):
 
 ACCEPT_CHECKS = {
     "dicom_mixed_series": check_mixed_series,
-    "dicom_missing_slice": check_missing_slice,
+    "dicom_uneven_spacing": check_uneven_spacing,
+    "dicom_gantry_tilt": check_gantry_tilt,
+    "dicom_no_series_uid": check_no_series_uid,
+    "dicom_no_modality_ct": check_no_modality_ct,
     "dicom_jpeg2000": check_jpeg2000,
     "dicom_inconsistent_rescale": check_inconsistent_rescale,
 }
@@ -356,88 +381,39 @@ def test_model_case_through_segment(tmp_path, one_scan, name):
         assert case.marker.exists()
 
 
-def test_pipeline_yaml_python_tag_is_not_constructed(tmp_path):
-    """Safe YAML loading (what a pipeline loader must use) refuses the tag; full loading runs it."""
-    import yaml
-
-    case = bad.pipeline_python_tag(tmp_path)
-    with TALLY.attempt(case.name):
-        with pytest.raises(yaml.constructor.ConstructorError, match=re.escape(case.expected)):
-            yaml.safe_load(case.path.read_text())
-        assert not case.marker.exists()
-    yaml.load(case.path.read_text(), Loader=yaml.UnsafeLoader)
-    assert case.marker.exists()
-
-
 @pytest.mark.parametrize("name", ["pipeline_unknown_key", "pipeline_python_tag"])
 def test_pipeline_case_through_the_project_loader(tmp_path, one_scan, name):
     space = Workspace(tmp_path)
     case = bad.CONFIG_CASES[name](tmp_path / "pipeline")
     space.freeze()
     with TALLY.attempt(name):
-        pipeline = pytest.importorskip("radiolab.pipeline", reason="radiolab.pipeline not available")
         with pytest.raises(InputError) as info:
-            pipeline.load_pipeline(case.path)
+            load_pipeline(case.path)
         message = str(info.value)
         assert message.startswith(f"{case.path}: ") and case.expected in message, message
         for key in case.extra.get("valid", ()):  # the valid keys are listed
             assert key in message.split(case.expected, 1)[1]
         assert not case.marker.exists()
-        if "run" in cli.SUBCOMMANDS:
-            status, stdout, stderr = run_cli(
-                ["run", str(case.path), "--in", str(one_scan), "--out", str(space.out)], space.cwd)
-            assert status != 0
-            assert str(case.path) in stderr and case.expected in stderr
-            assert files_under(space.out) == []
+        status, stdout, stderr = run_cli(
+            ["run", str(case.path), "--in", str(one_scan), "--out", str(space.out)], space.cwd)
+        assert status != 0
+        assert str(case.path) in stderr and case.expected in stderr
+        assert files_under(space.out) == []
         assert not case.marker.exists()
         assert space.outside_changes() == []
 
 
-def test_torch_checkpoint_payload_is_refused_by_weights_only(tmp_path):
-    torch = pytest.importorskip("torch")
-    case = bad.torch_checkpoint_code(tmp_path)
-    with TALLY.attempt(case.name):
-        with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
-            torch.load(case.path, weights_only=True)
-        assert not case.marker.exists()
-    # The payload is live: loading without weights_only runs it.
-    torch.load(case.path, weights_only=False)
-    assert case.marker.exists()
-
-
-def project_checkpoint_loader():
-    """The project's checkpoint loader in radiolab.classify, or skip with the reason."""
-    pytest.importorskip("radiolab.classify", reason="radiolab.classify not available")
-    for module_name in ("radiolab.classify.checkpoint", "radiolab.classify.models"):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        if callable(getattr(module, "load_checkpoint", None)):
-            return module.load_checkpoint
-    package = Path(importlib.import_module("radiolab.classify").__file__).parent
-    callers = sorted(p.name for p in package.glob("*.py") if "torch.load(" in p.read_text(encoding="utf-8"))
-    pytest.skip(f"no load_checkpoint in radiolab.classify (torch.load called in: {', '.join(callers) or 'none'})")
-
-
 def test_torch_checkpoint_payload_is_refused_by_the_project_loader(tmp_path):
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason="the torch extra is not installed; checkpoints need it")
+    from radiolab.classify.models import load_checkpoint
+
     case = bad.torch_checkpoint_code(tmp_path)
     with TALLY.attempt(case.name):
-        load_checkpoint = project_checkpoint_loader()
         with pytest.raises(InputError) as info:
             load_checkpoint(case.path)
         assert str(info.value).startswith(f"{case.path}: ")
         assert case.expected in str(info.value)
         assert not case.marker.exists()
-
-
-def test_corpus_has_every_kind_the_issue_lists():
-    kinds = {"volume": bad.VOLUME_CASES, "dicom": bad.DICOM_CASES, "table": bad.TABLE_CASES,
-             "config": bad.CONFIG_CASES}
-    assert len(bad.ALL_CASES) >= 25
-    assert all(len(cases) >= 5 for cases in kinds.values())
-    assert len(set(bad.ALL_CASES)) == sum(len(cases) for cases in kinds.values())
 
 
 # --------------------------------------------------------------------------- privacy
@@ -481,6 +457,12 @@ def test_privacy_no_patient_tag_reaches_any_output(tmp_path):
     shutil.copytree(data / "dicomdirtests" / "77654033", dicom / "study_a")
     shutil.copytree(data / "dicomdirtests" / "98892001", dicom / "study_b")
     shutil.copytree(data / "dicomdirtests" / "98892003" / "MR700", dicom / "mr")
+    # A series without any UID or study tag: its name falls back to hashed keys and folder.
+    (dicom / "no_uids").mkdir()
+    stripped = pydicom.dcmread(data / "CT_small.dcm")
+    for keyword in ("SeriesInstanceUID", "StudyInstanceUID", "StudyDate", "StudyTime"):
+        delattr(stripped, keyword)
+    stripped.save_as(dicom / "no_uids" / "ct.dcm")
     phi = patient_values(dicom)
     # The sources really carry the tags (so that the test can fail).
     assert {"CompressedSamples^CT1", "1CT1", "JFK IMAGING CENTER", "CQ500-CT-310", "Doe^Peter", "98890234",
@@ -488,9 +470,11 @@ def test_privacy_no_patient_tag_reaches_any_output(tmp_path):
 
     space = Workspace(tmp_path / "run")
     volumes, labels, report = space.out / "volumes", space.out / "labels", space.out / "report.html"
-    status, out1, err1 = run_cli(["ingest", "--in", str(dicom), "--out", str(volumes)], space.cwd)
+    # --allow-gaps: study_a/CT2 has a 202.5 mm gap, which is refused without it.
+    status, out1, err1 = run_cli(["ingest", "--in", str(dicom), "--out", str(volumes), "--allow-gaps"], space.cwd)
     assert status == 0, err1
-    assert len(list(volumes.glob("*.nrrd"))) == 5  # chest, CT_small, J2K, CT2, CT5N
+    assert len(list(volumes.glob("*.nrrd"))) == 6  # chest, CT_small, J2K, CT2, CT5N, no_uids
+    assert "no SeriesInstanceUID: files grouped by SeriesNumber" in err1
     status, out2, err2 = run_cli(["segment", "--in", str(dicom), "--out", str(labels)], space.cwd)
     chest = [r["id"] for r in read_csv(labels / "summary.csv") if r["id"].startswith("series-2-thorax-7mm-")]
     assert len(chest) == 1, err2
@@ -564,7 +548,7 @@ def test_memory_guard_in_a_batch_gives_errors_rows(tmp_path, monkeypatch):
         assert row["message"].startswith(f"{tmp_path / 'scans' / row['id']}.nrrd: too large for memory")
         assert "needs about 1.7 MiB, but only 1.0 MiB of memory is available" in row["message"]
     assert sorted(p.name for p in files_under(space.out)) == [
-        "case_000_error.json", "case_001_error.json", "errors.csv", "summary.csv"]
+        "case_000_error.json", "case_001_error.json", "errors.csv", "phenotypes.csv", "summary.csv"]
     assert space.outside_changes() == []
 
 

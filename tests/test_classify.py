@@ -13,10 +13,7 @@ import warnings
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("monai")
-
-from radiolab.classify.data import (  # noqa: E402
+from radiolab.classify.data import (
     ManifestRow,
     SliceFrame,
     bounding_box,
@@ -28,7 +25,7 @@ from radiolab.classify.data import (  # noqa: E402
     select_slices,
     volume_to_slices,
 )
-from radiolab.classify.metrics import (  # noqa: E402
+from radiolab.classify.metrics import (
     auc_ci,
     binary_metrics,
     choose_threshold,
@@ -37,14 +34,24 @@ from radiolab.classify.metrics import (  # noqa: E402
     mcnemar_exact,
     trimmed_subject_mean,
 )
-from radiolab.classify.recipes import RECIPES, ClassifyConfig, config_for  # noqa: E402
-from radiolab.errors import InputError  # noqa: E402
-from radiolab.io import write_volume  # noqa: E402
-from radiolab.synthetic import chest_phantom  # noqa: E402
+from radiolab.classify.recipes import RECIPES, ClassifyConfig, config_for
+from radiolab.errors import InputError
+from radiolab.io import write_volume
+from radiolab.synthetic import chest_phantom
 
-torch.set_num_threads(1)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE, SPACING = (24, 48, 48), (12.0, 6.5, 6.5)
+
+
+@pytest.fixture
+def torch():
+    """torch (with MONAI) for the tests of models and training; the rest need only numpy."""
+    torch = pytest.importorskip("torch", reason="the torch extra (torch, MONAI) is not installed: "
+                                "pip install 'radiolab[torch]'")
+    pytest.importorskip("monai", reason="the torch extra (torch, MONAI) is not installed: "
+                        "pip install 'radiolab[torch]'")
+    torch.set_num_threads(1)
+    return torch
 
 
 def _run_python(code: str) -> subprocess.CompletedProcess:
@@ -72,7 +79,7 @@ def test_classify_without_torch_says_how_to_install(tmp_path):
     )
     assert result.returncode == 2
     assert "needs the optional package 'torch'" in result.stderr
-    assert "pip install 'radiolab[all]'" in result.stderr
+    assert "pip install 'radiolab[torch]'" in result.stderr
     assert not (tmp_path / "r").exists()
 
 
@@ -300,7 +307,7 @@ def test_png_slices_are_cropped_to_the_chest_and_bad_rows_do_not_stop_the_batch(
 
 # -- models and checkpoints ------------------------------------------------------------
 
-def test_model_output_shapes():
+def test_model_output_shapes(torch):
     from radiolab.classify.models import build_model, class_logits
 
     x = torch.rand(3, 1, 64, 64)
@@ -315,7 +322,7 @@ def test_model_output_shapes():
     assert torch.allclose(torch.sigmoid(class_logits(two)), torch.softmax(two, dim=1)[:, 1])
 
 
-def test_user_models_by_callable_and_torchscript(tmp_path, monkeypatch):
+def test_user_models_by_callable_and_torchscript(tmp_path, monkeypatch, torch):
     from radiolab.classify.models import build_model
 
     (tmp_path / "my_models.py").write_text(
@@ -341,7 +348,7 @@ def test_user_models_by_callable_and_torchscript(tmp_path, monkeypatch):
     assert torch.allclose(scripted(x), model(x))
 
 
-def test_checkpoint_round_trip_and_refusal_of_code(tmp_path):
+def test_checkpoint_round_trip_and_refusal_of_code(tmp_path, torch):
     from radiolab.classify.models import build_model, load_checkpoint, load_weights, save_checkpoint
 
     config = config_for(None, model="densenet-tiny", seed=3)
@@ -373,7 +380,7 @@ def test_checkpoint_round_trip_and_refusal_of_code(tmp_path):
     assert not marker.exists()
 
 
-def test_joint_losses_decrease_on_a_toy_batch():
+def test_joint_losses_decrease_on_a_toy_batch(torch):
     from radiolab.classify.models import build_model
     from radiolab.classify.train import joint_loss
 
@@ -405,7 +412,7 @@ def test_joint_losses_decrease_on_a_toy_batch():
     assert history[0][0] == pytest.approx(history[0][1] + history[0][2], rel=1e-5)  # weights 1 and 1
 
 
-def test_augmentation_moves_masks_with_images():
+def test_augmentation_moves_masks_with_images(torch):
     from radiolab.classify.train import augment
 
     image = torch.zeros(4, 1, 32, 32)
@@ -445,6 +452,7 @@ TRAIN_ARGS = ["--model", "densenet-tiny", "--image-size", "32", "--batch-size", 
               "--crop-scale", "0.7", "--hflip", "--brightness", "0.1", "--quiet"]
 
 
+@pytest.mark.usefixtures("torch")
 def test_train_resume_predict_and_evaluate_from_the_command_line(cohort, tmp_path):
     import nrrd
 
@@ -499,6 +507,7 @@ def test_train_resume_predict_and_evaluate_from_the_command_line(cohort, tmp_pat
     assert [r["probability"] for r in rows] == [r["probability"] for r in subjects if r["subject"] in ("case10", "case11")]
 
 
+@pytest.mark.usefixtures("torch")
 def test_joint_model_trains_with_segment_label_maps(cohort, tmp_path):
     from radiolab.classify.train import train
 

@@ -8,6 +8,7 @@ The Dask tests use a real ``distributed.LocalCluster`` of 2 worker processes on
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -35,6 +36,7 @@ from radiolab.synthetic import make_cohort
 from helpers import file_tree
 
 SHAPE, SPACING = (40, 64, 64), (7.0, 5.0, 5.0)
+DASK_MISSING = "the dask extra is not installed: pip install 'radiolab[dask]'"
 
 
 # -- picklable test tasks (workers import this module by name) ------------------------------
@@ -101,7 +103,7 @@ def reference(cohort, tmp_path_factory):
 @pytest.fixture(scope="module")
 def dask_executor():
     """``--cluster local --workers 2``: a LocalCluster of 2 processes on 127.0.0.1."""
-    pytest.importorskip("distributed")
+    pytest.importorskip("distributed", reason=DASK_MISSING)
     with make_executor(cluster="local", workers=2) as executor:
         yield executor
 
@@ -124,7 +126,7 @@ def dask_client(dask_executor):
     ({"cluster": "slurm"}, "needs --workers"),
 ])
 def test_make_executor_rejects_conflicting_options(kwargs, text):
-    pytest.importorskip("distributed")
+    pytest.importorskip("distributed", reason=DASK_MISSING)
     with pytest.raises(ValueError, match=text):
         make_executor(**kwargs)
 
@@ -136,7 +138,7 @@ def test_make_executor_local_kinds():
 
 
 def test_missing_scheduler_file_names_it(tmp_path):
-    pytest.importorskip("distributed")
+    pytest.importorskip("distributed", reason=DASK_MISSING)
     with pytest.raises(InputError, match="scheduler file does not exist"):
         make_executor(scheduler_file=tmp_path / "nope.json")
 
@@ -250,13 +252,27 @@ def test_dask_executor_records_a_task_that_kills_every_worker(dask_client):
     results = executor.map(DieAlways(), [0, 1, 2, 3])
     assert [results[i] for i in (0, 1, 3)] == [0, 1, 9]
     assert isinstance(results[2], TaskFailure)
-    assert str(results[2]) == "its worker process died each time (failed 3 times)"
+    assert re.fullmatch(r"its worker process died each time; last on worker \S+, tcp://127\.0\.0\.1:\d+ "
+                        r"\(failed 3 times\)", str(results[2])), str(results[2])
+
+
+def test_a_worker_killed_by_one_task_takes_no_other_task_with_it():
+    """One worker of one thread: the task queued behind the killer must not share its 3 strikes.
+
+    The scheduler counts a death against every task the worker held, so the executor
+    gives a worker no more tasks than it has threads.
+    """
+    pytest.importorskip("distributed")
+    with make_executor(cluster="local", workers=1) as executor:
+        results = executor.map(DieAlways(), [2, 0, 3], keys=["killer", "a", "b"])
+    assert results[1:] == [0, 9]
+    assert isinstance(results[0], TaskFailure) and results[0].attempts == 3
 
 
 # -- SLURM / PBS job scripts -------------------------------------------------------------------
 
 def test_slurm_job_script_from_yaml(tmp_path):
-    pytest.importorskip("dask_jobqueue")
+    pytest.importorskip("dask_jobqueue", reason=DASK_MISSING)
     path = tmp_path / "slurm.yaml"
     path.write_text(
         "queue: short\naccount: lungs\ncores: 2\nmemory: 8GiB\nwalltime: '02:30:00'\n"
@@ -283,7 +299,7 @@ def test_slurm_job_script_from_yaml(tmp_path):
 
 
 def test_pbs_job_script():
-    pytest.importorskip("dask_jobqueue")
+    pytest.importorskip("dask_jobqueue", reason=DASK_MISSING)
     config = ClusterConfig(queue="workq", cores=4, processes=2, memory="16GiB", walltime="01:00:00",
                            resource_spec="select=1:ncpus=4:mem=16GB", scheduler_options={"host": "127.0.0.1"})
     cluster = jobqueue_cluster("pbs", config)

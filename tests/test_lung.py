@@ -95,13 +95,60 @@ def test_bad_arguments_name_the_culprit(phantom):
         settings_for("default", radius=3)
 
 
-def test_default_preset_equals_paper_at_paper_geometry():
+def test_default_preset_opening_reaches_as_far_in_plane_as_the_paper():
+    # Only the opening's in-plane reach is the paper's: 3 voxels of 0.68 mm = 2.04 mm.
+    # In z the paper's octahedron reaches 3 x 0.3 mm = 0.9 mm, the default's ball 2 mm;
+    # the paper's closings (30 and 20 voxels: 20.7 and 13.9 mm in-plane, 9 and 6 mm deep
+    # at 0.3 mm slices) close both lungs together, the default closes each lung with 10 mm.
     paper, default = PRESETS["zaffino2021"], PRESETS["default"]
-    in_plane, slice_mm = 0.68, 0.3
-    assert default.min_island == pytest.approx(paper.min_island * in_plane * in_plane * slice_mm / 1000, rel=0.01)
-    for mm, voxels in zip(default.closing_radii, paper.closing_radii):
-        assert mm == pytest.approx((voxels + 0.5) * in_plane, abs=0.05)
+    in_plane = 0.68
     assert default.opening == pytest.approx(paper.opening * in_plane, abs=0.05)
+    assert default.chest is not None and paper.chest is None
+    assert default.closing_radii == (10.0,)
+
+
+def test_default_tuning_is_overridable_and_recorded():
+    settings = settings_for("default", gas_max_vessel_fraction=0.02, min_island=30)
+    assert settings.chest.gas_max_vessel_fraction == 0.02 and settings.min_island == 30
+    assert settings.to_json()["chest"]["gas_max_vessel_fraction"] == 0.02
+    with pytest.raises(ValueError, match="unknown lung-mask setting"):
+        settings_for("zaffino2021", gas_max_vessel_fraction=0.02)
+
+
+def test_gut_gas_is_told_from_emphysematous_lung_by_its_vessels():
+    from radiolab.gut_gas import island_content, is_gut_gas
+
+    rng = np.random.default_rng(4)
+    spacing = (1.0, 1.0, 1.0)
+    z, y, x = np.ogrid[:30, :40, :40]
+    island = ((z - 15) / 12.0) ** 2 + ((y - 20) / 16.0) ** 2 + ((x - 20) / 16.0) ** 2 <= 1.0
+    gas = np.where(island, -1000 + rng.normal(0, 20, island.shape), 40).astype(np.int16)
+    # Emphysema: 40 % of the voxels below -950 HU, the rest around -870, and vessels.
+    lung = np.where(rng.random(island.shape) < 0.4, -980, -870) + rng.normal(0, 20, island.shape)
+    vessels = np.zeros(island.shape, bool)
+    for cy, cx in ((12, 14), (25, 22), (18, 28)):
+        vessels |= ((y - cy) ** 2 + (x - cx) ** 2 <= 2) & np.ones_like(z, bool)
+    lung = np.where(island, np.where(vessels, 40, lung), 40).astype(np.int16)
+    lung_island = island & ~vessels
+    options = dict(air_hu=-950, vessel_hu=-750, margin_mm=3.0)
+    gas_content = island_content(gas, island, spacing, **options)
+    lung_content = island_content(lung, lung_island, spacing, **options)
+    assert gas_content.air_fraction > 0.9 and gas_content.vessel_fraction < 0.01
+    assert 0.3 < lung_content.air_fraction < 0.5 and lung_content.vessel_fraction > 0.01
+    rule = dict(min_air_fraction=0.25, max_vessel_fraction=0.01)
+    assert is_gut_gas(gas_content, **rule) and not is_gut_gas(lung_content, **rule)
+
+
+def test_padding_below_scanner_minimum_is_outside(phantom):
+    # The scan circle: padding of -3024 HU around a body; the lungs are still found and
+    # nothing of the padding is lung.
+    volume = phantom.volume.copy()
+    z, y, x = np.ogrid[:volume.shape[0], :volume.shape[1], :volume.shape[2]]
+    outside = (y - volume.shape[1] / 2) ** 2 + (x - volume.shape[2] / 2) ** 2 > (volume.shape[1] / 2 - 1) ** 2
+    volume[np.broadcast_to(outside, volume.shape)] = -3024
+    mask = lung_mask(volume, phantom.geometry.spacing)
+    assert not mask[np.broadcast_to(outside, volume.shape)].any()
+    assert dice(mask, phantom.truth["lung"]) >= 0.95
 
 
 def test_ball_is_physical():

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from helpers import PAPER_MEANS_HU, PAPER_STDS_HU, PAPER_WEIGHTS, paper_map_labels
 from radiolab.errors import InputError
 from radiolab.mixture import (
     Histogram,
@@ -102,29 +103,44 @@ def test_zaffino_labels_equal_float64_map_on_every_voxel():
     volume[0, 0, :16] = np.arange(-1010, -994)
     mask = rng.random(volume.shape) < 0.8
     labels = label_tissue(volume, mask, mixture)
-    hu = np.maximum(volume[mask].astype(np.float64), -1000.0)
-    log_post = np.stack([np.log(w) + stats.norm.logpdf(hu, m, s)
-                         for w, m, s in zip(mixture.weights, mixture.means, mixture.stds)], axis=1)
-    assert np.array_equal(labels[mask], np.argmax(log_post, axis=1) + 1)
+    assert np.array_equal(labels[mask], paper_map_labels(np.maximum(volume[mask], -1000)))
     assert not labels[~mask].any()
     assert np.array_equal(labels, label_tissue(volume, mask, mixture, backend="reference"))
 
 
 def test_class_boundaries_are_not_shifted():
-    """Integer input to scikit-learn's predict shifts boundaries; ours are exact."""
+    """scikit-learn's predict on integer HU shifts the class boundaries; radiolab's labels do not.
+
+    ``GaussianMixture.predict`` (checked with scikit-learn 1.9) allocates its
+    log-probabilities with the input's dtype, so integer input truncates them. The
+    oracle is scipy's normal log-density plus the log weights, in float64.
+    """
+    from sklearn.mixture import GaussianMixture
+
+    hu = np.arange(-1000, 400)
+    expected = paper_map_labels(hu)
+    true_boundaries = hu[np.flatnonzero(np.diff(expected)) + 1]
+    # The first HU of each class 2..5 under the published mixture.
+    assert true_boundaries.tolist() == [-893, -721, -472, -235]
+
+    model = GaussianMixture(5)
+    model.weights_ = np.array(PAPER_WEIGHTS)
+    model.means_ = np.array(PAPER_MEANS_HU)[:, None]
+    model.covariances_ = (np.array(PAPER_STDS_HU) ** 2)[:, None, None]
+    model.precisions_cholesky_ = (1 / np.array(PAPER_STDS_HU))[:, None, None]
+    on_floats = model.predict(hu.astype(np.float64)[:, None]) + 1
+    on_ints = model.predict(hu.astype(np.int16)[:, None]) + 1
+    assert np.array_equal(on_floats, expected)
+    int_boundaries = hu[np.flatnonzero(np.diff(on_ints)) + 1]
+    assert len(int_boundaries) == 4 and not np.array_equal(int_boundaries, true_boundaries), (
+        "scikit-learn no longer truncates integer input; update label_tissue's docstring")
+
+    volume = hu.astype(np.int16).reshape(1, 1, -1)
+    mask = np.ones(volume.shape, bool)
     mixture = load_mixture("zaffino2021")
-    hu = np.arange(-1000, 400, dtype=np.float64)
-    expected = np.argmax(mixture.weighted_log_prob(hu), axis=1) + 1
-    boundaries = np.flatnonzero(np.diff(expected)) + 1
-    assert len(boundaries) >= 4
-    table = mixture.label_table()
-    volume = np.arange(-1000, 400, dtype=np.int16).reshape(1, 1, -1)
-    labels = label_tissue(volume, np.ones(volume.shape, bool), mixture)
-    assert np.array_equal(labels.ravel(), expected)
-    assert np.array_equal(table[np.arange(-1000, 400) + 32768], expected)
-    # The published mixture's GGO/consolidation boundary lies near -470 HU.
-    ggo_to_consolidation = hu[boundaries][np.flatnonzero(np.diff(expected)[boundaries - 1] > 0)]
-    assert any(-520 < b < -420 for b in ggo_to_consolidation)
+    for backend in ("fast", "reference"):
+        assert np.array_equal(label_tissue(volume, mask, mixture, backend=backend).ravel(), expected), backend
+    assert np.array_equal(mixture.label_table()[hu + 32768], expected)
 
 
 def test_model_json_round_trip_and_validation(tmp_path):
@@ -165,10 +181,11 @@ def test_pickle_models_need_trust(tmp_path):
 
 def test_shipped_zaffino_model_has_published_parameters():
     mixture = load_mixture("zaffino2021")
-    assert mixture.means == pytest.approx([-950.35445, -828.9766504, -652.26530371, -337.03481411, -12.53896037])
-    assert mixture.stds == pytest.approx([44.00749401, 58.42144763, 94.48375709, 156.67553717, 193.99477924])
-    assert mixture.weights == pytest.approx([0.33915991, 0.36163895, 0.13880557, 0.05467644, 0.10571913])
     assert isinstance(mixture, TissueMixture)
+    assert mixture.means == pytest.approx(PAPER_MEANS_HU, rel=1e-12)
+    assert mixture.stds == pytest.approx(PAPER_STDS_HU, rel=1e-12)
+    assert mixture.variances == pytest.approx(np.square(PAPER_STDS_HU), rel=1e-12)
+    assert mixture.weights == pytest.approx(PAPER_WEIGHTS, rel=1e-12)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -188,3 +205,59 @@ def test_weighted_kmeans_matches_scikit_learn_inertia(seed):
     inertia = float(np.sum(w * (x - centres[assignment]) ** 2))
     reference = KMeans(5, n_init=10, random_state=seed).fit(x[:, None], sample_weight=w).inertia_
     assert inertia <= reference * 1.01
+
+
+# -- the variance floor ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def clipped_cohort_histogram():
+    """Three scans whose lungs hold 28% voxels clipped to -1000 HU (dark lungs, clipped)."""
+    rng = np.random.default_rng(5)
+    histograms = []
+    for _ in range(3):
+        parts = [rng.normal(mean, sd, size) for mean, sd, size in
+                 ((-990, 40, 28000), (-850, 60, 6000), (-600, 110, 3200), (-200, 160, 1600), (20, 150, 1200))]
+        histograms.append(_hist(np.rint(np.concatenate(parts)).astype(np.int16)))
+    return sum_histograms(histograms)
+
+
+def test_variance_floor_keeps_the_clip_spike_from_collapsing_a_component(clipped_cohort_histogram):
+    from scipy.special import logsumexp
+
+    histogram = clipped_cohort_histogram
+    x, w = histogram.values[histogram.counts > 0], histogram.counts[histogram.counts > 0].astype(np.float64)
+    assert w[x == -1000].sum() / w.sum() > 0.25
+    mixture = fit_mixture(histogram, seed=0, tol=1e-10, max_iter=2000)
+    # Unfloored, one component sits on the -1000 bin with variance reg_covar = 1e-6 HU².
+    assert mixture.variances.min() >= 1 / 12
+    spike = int(np.argmin(mixture.variances))
+    assert mixture.means[spike] == pytest.approx(-1000, abs=0.01)
+
+    # Independent check: the fit is a fixed point of EM with the floor, written here with
+    # scipy's normal density, and its log-likelihood is scipy's.
+    log_prob = np.log(mixture.weights) + stats.norm.logpdf(x[:, None], mixture.means, np.sqrt(mixture.variances))
+    norm = logsumexp(log_prob, axis=1)
+    assert mixture.log_likelihood == pytest.approx(np.dot(w, norm) / w.sum(), rel=1e-12)
+    resp = np.exp(log_prob - norm[:, None]) * w[:, None]
+    nk = resp.sum(axis=0)
+    means = (resp * x[:, None]).sum(axis=0) / nk
+    raw_variances = (resp * (x[:, None] - means) ** 2).sum(axis=0) / nk
+    assert raw_variances[spike] < 0.1 / 12  # the floor holds this component up
+    # EM creeps: at tol 1e-10 one more step still moves the parameters by about 1e-5.
+    assert mixture.settings["converged"]
+    np.testing.assert_allclose(mixture.weights, nk / w.sum(), rtol=1e-4)
+    np.testing.assert_allclose(mixture.means, means, rtol=0, atol=0.01)
+    np.testing.assert_allclose(mixture.variances, np.maximum(raw_variances + 1e-6, 1 / 12), rtol=1e-3)
+    # The density of each component stays bounded: at most 1/sqrt(2 pi / 12) = 1.38 per HU.
+    assert np.max(stats.norm.pdf(0, 0, np.sqrt(mixture.variances))) <= 1.382
+    from radiolab.mixture import ROUNDING_VARIANCE_HU2
+
+    assert ROUNDING_VARIANCE_HU2 == 1 / 12 == mixture.settings["min_variance_hu2"]
+
+
+def test_variance_floor_leaves_fits_of_spread_data_unchanged():
+    histogram = _hist(_sample(3))
+    floored = fit_mixture(histogram, seed=3)
+    unfloored = fit_mixture(histogram, seed=3, min_variance=0.0)
+    np.testing.assert_array_equal(floored.variances, unfloored.variances)
+    np.testing.assert_array_equal(floored.means, unfloored.means)

@@ -10,13 +10,15 @@ import types
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from radiolab.cli import run as run_cli
+from radiolab.data import resource
 from radiolab.errors import InputError, StageError
+from radiolab.io import read_header
 from radiolab.pipeline import (
-    PIPELINES_DIR,
     STAGES,
     CorrelateParams,
     FeaturesParams,
@@ -47,7 +49,7 @@ def _write(path: Path, data) -> Path:
 # -- the shipped pipelines ---------------------------------------------------------------------
 
 def test_zaffino2021_pipeline_is_paper_exact():
-    pipeline = load_pipeline(PIPELINES_DIR / "zaffino2021.yaml")
+    pipeline = load_pipeline(resource("pipelines", "zaffino2021.yaml"))
     assert [spec.stage for spec in pipeline.stages] == ["ingest", "segment", "features", "correlate"]
     segment = pipeline.stages[1].params
     assert isinstance(segment, SegmentConfig)
@@ -218,7 +220,6 @@ def test_features_and_correlate_adapters_call_their_modules(cohort, tmp_path, mo
 
 
 def test_dicom_ingest_runs_once_then_is_up_to_date(tmp_path):
-    pytest.importorskip("radiolab.dicom")
     from pydicom.data import get_testdata_file
 
     source = get_testdata_file("CT_small.dcm", download=False)
@@ -227,9 +228,12 @@ def test_dicom_ingest_runs_once_then_is_up_to_date(tmp_path):
     dicom_dir = tmp_path / "dicom"
     dicom_dir.mkdir()
     (dicom_dir / "CT_small.dcm").write_bytes(Path(source).read_bytes())
-    pipeline = parse_pipeline({"name": "i", "stages": ["ingest", "segment"]})
+    # CT_small is one 128 x 128 slice of a chest crop around the spine: the default preset
+    # finds its lung, the paper's preset (islands of 5e5 voxels) cannot.
+    pipeline = parse_pipeline({"name": "i", "stages": ["ingest", {"stage": "segment",
+                                                                  "params": {"preset": "zaffino2021"}}]})
     out = tmp_path / "out"
-    for _ in range(2):  # one 128 x 128 slice holds no lung: segment fails, ingest is kept
+    for _ in range(2):  # segment fails, ingest is kept
         with pytest.raises(StageError) as caught:
             run_pipeline(pipeline, dicom_dir, out)
         assert caught.value.stage == "segment" and "no scan was labelled" in caught.value.message
@@ -237,3 +241,82 @@ def test_dicom_ingest_runs_once_then_is_up_to_date(tmp_path):
     assert record["status"] == "done" and record["message"] == "up to date"
     written = record["outputs"]["written"]
     assert len(written) == 1 and Path(written[0]).parent == out / "volumes" and Path(written[0]).is_file()
+
+
+# -- algorithm versions ------------------------------------------------------------------------
+
+def test_a_bumped_algorithm_version_recomputes_only_what_it_affects(cohort, tmp_path, monkeypatch):
+    calls = []
+
+    def features_main(argv):
+        calls.append("features")
+        Path(argv[argv.index("--out") + 1]).write_text("id,feature\n")
+        return 0
+
+    def run_correlation(scores_csv, labels_dir, out_dir, **kwargs):
+        calls.append("correlate")
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+
+    monkeypatch.setitem(sys.modules, "radiolab.cli.features", types.SimpleNamespace(main=features_main))
+    monkeypatch.setitem(sys.modules, "radiolab.stats", types.SimpleNamespace(run_correlation=run_correlation))
+    scores = tmp_path / "scores.csv"
+    scores.write_text("id,S\ncase_000,1\n")
+    pipeline = parse_pipeline({"name": "v", "stages": ["segment", "features", "correlate"]})
+    out = tmp_path / "out"
+    labels = out / "labels"
+
+    def run():
+        calls.clear()
+        report = run_pipeline(pipeline, cohort, out, scores=scores)
+        return [r.status for r in report.results], report.segment
+
+    def mtimes(suffix):
+        return {p.name: p.stat().st_mtime_ns for p in sorted(labels.glob(f"*{suffix}"))}
+
+    assert run()[0] == ["done", "done", "done"]
+    assert run()[0] == ["skipped", "skipped", "skipped"] and calls == []
+    record = json.loads((out / "pipeline.json").read_text())["stages"]
+    assert record["segment"]["algorithm_versions"] == {"lung_mask": 1, "mixture_fit": 1, "labels": 1}
+    assert json.loads(read_header(labels / "case_000_labels.nrrd")["radiolab_algorithm_versions"]) == \
+        {"lung_mask": 1, "mixture_fit": 1, "labels": 1}
+
+    # features: only the features table is remade.
+    monkeypatch.setitem(STAGES["features"].versions, "features", 2)
+    assert run()[0] == ["skipped", "done", "skipped"] and calls == ["features"]
+    assert json.loads((out / "pipeline.json").read_text())["stages"]["features"]["algorithm_versions"] == \
+        {"features": 2}
+
+    # labels: label maps and what reads them; masks, histograms and the fit are kept.
+    masks, histograms, gmm = mtimes("_lung.nrrd"), mtimes("_hist.json"), (labels / "gmm.json").read_bytes()
+    label_maps, medians = mtimes("_labels.nrrd"), mtimes("_labels_median.nrrd")
+    monkeypatch.setitem(STAGES["segment"].versions, "labels", 2)
+    statuses, segment = run()
+    assert statuses == ["done", "done", "done"] and calls == ["features", "correlate"]
+    assert sorted(segment.done) == ["case_000", "case_001", "case_002"]
+    assert mtimes("_lung.nrrd") == masks and mtimes("_hist.json") == histograms
+    assert json.loads((labels / "gmm.json").read_bytes())["fit_key"] == json.loads(gmm)["fit_key"]
+    assert all(mtimes("_labels.nrrd")[name] != label_maps[name] for name in label_maps)
+    assert all(mtimes("_labels_median.nrrd")[name] != medians[name] for name in medians)
+    assert json.loads(read_header(labels / "case_000_labels.nrrd")["radiolab_algorithm_versions"])["labels"] == 2
+    assert run()[0] == ["skipped", "skipped", "skipped"]
+
+    # lung_mask: everything from the masks on.
+    monkeypatch.setitem(STAGES["segment"].versions, "lung_mask", 2)
+    assert run()[0] == ["done", "done", "done"]
+    assert all(mtimes("_lung.nrrd")[name] != masks[name] for name in masks)
+    assert json.loads((labels / "case_000_hist.json").read_text())["algorithm_versions"]["lung_mask"] == 2
+
+
+def test_a_crash_inside_a_stage_is_raised_as_it_is_and_recorded(cohort, tmp_path, monkeypatch):
+    def features_main(argv):
+        return np.zeros(2) + np.zeros(3)  # a shape bug: ValueError from numpy
+
+    monkeypatch.setitem(sys.modules, "radiolab.cli.features", types.SimpleNamespace(main=features_main))
+    pipeline = parse_pipeline({"name": "crash", "stages": ["segment", "features"]})
+    with pytest.raises(ValueError, match="broadcast") as caught:
+        run_pipeline(pipeline, cohort, tmp_path)
+    assert not isinstance(caught.value, StageError)
+    record = json.loads((tmp_path / "pipeline.json").read_text())["stages"]
+    assert record["segment"]["status"] == "done"
+    assert record["features"]["status"] == "failed" and record["features"]["stage"] == "internal"
+    assert "ValueError" in record["features"]["message"]

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("radiomics")
-pd = pytest.importorskip("pandas")
+RADIOMICS_EXTRA = "the radiomics extra is not installed: make install, or see the README for pip"
+pytest.importorskip("radiomics", reason=f"pyradiomics is missing; {RADIOMICS_EXTRA}")
+pd = pytest.importorskip("pandas", reason=f"pandas (feature tables) is missing; {RADIOMICS_EXTRA}")
 
 import SimpleITK as sitk  # noqa: E402
 
@@ -67,6 +68,8 @@ def cohort(tmp_path_factory):
         median = voxel.copy()
         median[median == 5] = 4
         write_volume(labels / f"case_{index:03d}_labels_median.nrrd", median, phantom.geometry)
+        write_volume(labels / f"case_{index:03d}_lung.nrrd", phantom.truth["lung"].astype(np.uint8),
+                     phantom.geometry)
     params = root / "params.yaml"
     import yaml
 
@@ -297,6 +300,49 @@ def test_cli_median_map_and_regions(cohort, tmp_path):
     assert frame.loc[0, "skip_reason"] == "no voxels"
 
 
+def test_median_map_features_count_only_lung_voxels(tmp_path):
+    """The cube example: a labelled block spanning x 4..7 (z, y 2..9), whose 4-voxel
+    median (scipy's alignment) spans x 4..8 (z, y 2..10); features of the median map
+    count only its voxels inside the lung mask."""
+    from scipy import ndimage
+
+    from radiolab.smoothing import median_labels
+
+    geometry = Geometry(spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0))
+    lung = np.zeros((12, 12, 12), dtype=bool)
+    lung[2:10, 2:10, 4:8] = True
+    rng = np.random.default_rng(0)
+    volume = np.full(lung.shape, 40, dtype=np.int16)  # soft tissue around the lung
+    volume[lung] = rng.integers(-900, -700, int(lung.sum()))
+    labels = np.where(lung, 2, 0).astype(np.uint8)
+    median = median_labels(labels)
+    reference = ndimage.median_filter(labels, size=4)
+    assert np.array_equal(median, reference)  # the paper's map, bit for bit
+    assert [(int(axis.min()), int(axis.max())) for axis in np.nonzero(median)] == [(2, 10), (2, 10), (4, 8)]
+    inside = (reference > 0) & lung
+    assert int((reference > 0).sum()) == 209 and int(inside.sum()) == 174  # 35 voxels spill outside
+
+    scans, folder = tmp_path / "scans", tmp_path / "labels"
+    write_volume(scans / "cube.nrrd", volume, geometry)
+    write_volume(folder / "cube_labels.nrrd", labels, geometry)
+    write_volume(folder / "cube_labels_median.nrrd", median, geometry)
+    write_volume(folder / "cube_lung.nrrd", lung.astype(np.uint8), geometry)
+    params = {"imageType": {"Original": {}}, "featureClass": {"firstorder": ["Mean", "Maximum"]},
+              "setting": {"binWidth": 25, "minimumROISize": 27, "additionalInfo": False}}
+    report = rad.extract_cohort([ScanInput("cube", str(scans / "cube.nrrd"))], folder, tmp_path / "f.csv",
+                                params=params, regions=["healthy", "lung"], map="median")
+    assert not report.errors
+    for row in report.rows:
+        assert row["voxels"] == 174 and row["volume_ml"] == pytest.approx(0.174)
+        assert float(row["original_firstorder_Mean"]) == pytest.approx(volume[inside].mean(), rel=1e-9)
+        assert float(row["original_firstorder_Maximum"]) == volume[inside].max()
+
+    (folder / "cube_lung.nrrd").unlink()
+    missing = rad.extract_cohort([ScanInput("cube", str(scans / "cube.nrrd"))], folder, tmp_path / "g.csv",
+                                 params=params, regions=["lung"], map="median")
+    assert [e.id for e in missing.errors] == ["cube"] and "cube_lung.nrrd: no lung mask" in missing.errors[0].message
+
+
 def test_failures_go_to_errors_csv_and_others_complete(cohort, tmp_path, monkeypatch, capsys):
     root, scans, labels, params = cohort
     bad_scans = tmp_path / "scans"
@@ -339,6 +385,25 @@ def test_failures_go_to_errors_csv_and_others_complete(cohort, tmp_path, monkeyp
     assert list(zip(frame["id"], frame["region"])) == [("case_000", "lung"), ("case_001", "lung")]
     assert frame["original_glcm_Contrast"].notna().all()
     assert "simulated pyradiomics crash" in capsys.readouterr().err
+
+
+def test_a_bug_reading_one_scan_is_a_logged_crash_and_the_others_complete(cohort, tmp_path, monkeypatch, caplog):
+    root, scans, labels, params = cohort
+    real = rad.cohort._read_labels
+
+    def buggy(scan, volume, job):
+        if scan.id == "case_001":
+            np.zeros(2) + np.zeros(3)  # a shape bug: ValueError from numpy
+        return real(scan, volume, job)
+
+    monkeypatch.setattr(rad.cohort, "_read_labels", buggy)
+    inputs = [ScanInput(f"case_00{i}", str(scans / f"case_00{i}.nrrd")) for i in (0, 1)]
+    with caplog.at_level("ERROR", logger="radiolab"):
+        report = rad.extract_cohort(inputs, labels, tmp_path / "f.csv", params=params, regions=["lung"])
+    assert [(e.id, e.stage) for e in report.errors] == [("case_001", "internal")]
+    assert "labels crashed: ValueError: operands could not be broadcast" in report.errors[0].message
+    assert [row["id"] for row in report.rows] == ["case_000"]
+    assert any(record.exc_info and "in buggy" in caplog.text for record in caplog.records)
 
 
 def test_parquet_round_trips_and_parallel_jobs_agree(cohort, csv_run, tmp_path):

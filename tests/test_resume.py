@@ -254,7 +254,7 @@ def test_shard_with_fixed_model_labels_at_once(cohort, tmp_path):
     (["--workers", "2"], "--workers needs --cluster"),
 ])
 def test_cli_rejects_bad_backend_options(cohort, tmp_path, capsys, argv, message):
-    pytest.importorskip("distributed")
+    pytest.importorskip("distributed", reason="the dask extra is not installed: pip install 'radiolab[dask]'")
     assert segment_cli.main(["--in", str(cohort), "--out", str(tmp_path)] + argv) == 2
     assert message in capsys.readouterr().err
 
@@ -301,6 +301,64 @@ def test_transient_errors_are_retried_then_recorded(cohort, tmp_path, monkeypatc
     report = segment_cohort(scans[:3], tmp_path, SegmentConfig())
     assert calls == {"case_000": 2, "case_001": 3, "case_002": 1}
     assert sorted(r["id"] for r in report.rows) == ["case_000", "case_002"]
-    assert [(e.id, e.stage) for e in report.errors] == [("case_001", "lung_mask")]
+    # Not an input error: recorded as a crash of the scan's task.
+    assert [(e.id, e.stage) for e in report.errors] == [("case_001", "internal")]
     line = (tmp_path / "errors.csv").read_text().splitlines()[1]
-    assert line.startswith("case_001,lung_mask,") and "OSError: stale NFS handle (failed 3 times)" in line
+    assert line.startswith("case_001,internal,") and "lung_mask crashed: OSError: stale NFS handle (failed 3 times)" in line
+
+
+def test_a_bug_is_a_crash_with_traceback_and_the_batch_completes(cohort, tmp_path, monkeypatch, caplog):
+    import radiolab.segment.steps as segment
+
+    real = segment.label_scan
+
+    def buggy(scan, *args, **kwargs):
+        if scan.id == "case_001":
+            np.zeros((2, 3)) + np.zeros((4, 5))  # a shape bug: ValueError from numpy
+        return real(scan, *args, **kwargs)
+
+    monkeypatch.setattr(segment, "label_scan", buggy)
+    scans, _ = find_inputs(cohort)
+    with caplog.at_level("ERROR", logger="radiolab"):
+        report = segment_cohort(scans[:3], tmp_path, SegmentConfig(), attempts=1)
+    assert sorted(r["id"] for r in report.rows) == ["case_000", "case_002"]
+    assert [(e.id, e.stage) for e in report.errors] == [("case_001", "internal")]
+    assert "labels crashed: ValueError: operands could not be broadcast" in report.errors[0].message
+    rows = (tmp_path / "errors.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("case_001,internal,")
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "Traceback (most recent call last)" in logged and "in buggy" in logged
+    assert "case_002" in (tmp_path / "summary.csv").read_text()
+
+
+def test_input_errors_stay_records_of_their_step(cohort, tmp_path, monkeypatch, caplog):
+    import radiolab.segment.steps as segment
+    from radiolab.errors import NoLungError
+
+    real = segment.mask_scan
+
+    def no_lung(scan, *args, **kwargs):
+        if scan.id == "case_001":
+            raise NoLungError(f"{scan.path}: no lung found")
+        return real(scan, *args, **kwargs)
+
+    monkeypatch.setattr(segment, "mask_scan", no_lung)
+    scans, _ = find_inputs(cohort)
+    with caplog.at_level("ERROR", logger="radiolab"):
+        report = segment_cohort(scans[:2], tmp_path, SegmentConfig())
+    assert [(e.id, e.stage) for e in report.errors] == [("case_001", "lung_mask")]
+    assert not caplog.records  # an input error is no crash: no traceback
+
+
+def test_cli_exit_2_is_for_usage_errors_only(cohort, tmp_path, monkeypatch, capsys):
+    import radiolab.segment
+
+    assert segment_cli.main(["--in", str(cohort), "--out", str(tmp_path / "a"), "--shard", "x", "--quiet"]) == 2
+    assert "shard must read i/N" in capsys.readouterr().err
+
+    def crash(*args, **kwargs):
+        raise ValueError("a bug in radiolab")
+
+    monkeypatch.setattr(radiolab.segment, "segment_cohort", crash)
+    with pytest.raises(ValueError, match="a bug in radiolab"):
+        segment_cli.main(["--in", str(cohort), "--out", str(tmp_path / "b"), "--quiet"])

@@ -14,9 +14,10 @@ def test_density_indices_thresholds_are_strict():
                       dtype=np.int16).reshape(1, 3, 4)
     mask = np.ones(volume.shape, bool)
     row = density_indices(volume, mask)
-    assert row["LAA950_pct"] == pytest.approx(100 * 2 / 12)  # -1000, -951
-    assert row["HAA500_pct"] == pytest.approx(100 * 6 / 12)  # -499 .. 5000
-    assert row["HAA250_pct"] == pytest.approx(100 * 3 / 12)  # -249, 100, 5000
+    # 5000 HU lies outside CIP's -1024..1024 HU range: 11 voxels count.
+    assert row["LAA950_pct"] == pytest.approx(100 * 2 / 11)  # -1000, -951
+    assert row["HAA500_pct"] == pytest.approx(100 * 5 / 11)  # -499 .. 100
+    assert row["HAA250_pct"] == pytest.approx(100 * 2 / 11)  # -249, 100
     mask[0, 0, :2] = False  # drop -1000 and -951
     assert density_indices(volume, mask)["LAA950_pct"] == 0.0
     assert density_indices(volume, np.zeros_like(mask)) == {"LAA950_pct": 0.0, "HAA500_pct": 0.0,
@@ -93,3 +94,31 @@ def test_summary_row_empty_lung():
     assert row["right_lung_volume_ml"] == row["left_lung_volume_ml"] == 0.0
     assert row["sides_found"] == 0
     assert row["LAA950_pct"] == 0.0
+
+
+def test_scan_tables_take_external_sides_lobes_and_thirds():
+    from radiolab.scoring import scan_tables
+    from radiolab.stats import auto_score
+    from radiolab.zones import LOBE_NAMES
+
+    rng = np.random.default_rng(5)
+    shape = (9, 6, 10)
+    mask = np.ones(shape, bool)
+    mask[:, :, 0] = False
+    volume = rng.integers(-1000, 0, size=shape).astype(np.int16)
+    labels = np.where(mask, rng.choice([1, 2, 2, 2, 3, 4, 5], size=shape), 0).astype(np.uint8)
+    # Sides deliberately not by x: the external map is believed, not recomputed.
+    sides = np.where(np.arange(shape[1])[None, :, None] < 3, RIGHT, LEFT) * np.ones(shape, np.uint8)
+    lobes = rng.integers(1, 6, size=shape).astype(np.uint8)
+    thirds = np.select([np.arange(9) < 3, np.arange(9) < 6], [3, 2], 1)[:, None, None] * np.ones(shape, np.uint8)
+    row, phenotypes = scan_tables(labels, volume, mask, SPACING, sides=sides.astype(np.uint8), lobes=lobes,
+                                  thirds=thirds.astype(np.uint8))
+    assert row["right_lung_volume_ml"] == pytest.approx((mask & (sides == RIGHT)).sum() * np.prod(SPACING) / 1000)
+    assert [r["region"] for r in phenotypes][-5:] == list(LOBE_NAMES.values())
+    expected = 0
+    for code in LOBE_NAMES:
+        inside = labels[mask & (lobes == code)]
+        expected += int(auto_score(100 * np.isin(inside, [3, 4]).mean()))
+    assert row["lobar_severity"] == expected
+    right_upper = labels[mask & (sides == RIGHT) & (thirds == 1)]
+    assert row["zone_score_right_upper"] == int(auto_score(100 * np.isin(right_upper, [3, 4]).mean()))

@@ -73,7 +73,10 @@ def test_lungs_fused_by_dilation(phantom, iterations):
 
 
 def test_threshold_mask_joined_by_airways(phantom):
-    mask = lung_mask(phantom.volume, SPACING)
+    # The paper's pipeline (sizes scaled to the small phantom) keeps the airways that
+    # join the lungs; the default preset separates the lungs itself.
+    mask = lung_mask(phantom.volume, SPACING, preset="zaffino2021", opening=0, min_island=2000,
+                     closing_radii=(6, 4))
     assert cc3d.connected_components(mask, connectivity=6, return_N=True)[1] == 1
     right, left = truth_sides(phantom.truth["lung"])
     sides = split_sides(mask, SPACING)
@@ -120,3 +123,22 @@ def test_empty_and_invalid():
         split_sides(np.zeros((3, 4, 5), bool), (1, 1, 1), direction=(1, 0, 0))
     with pytest.raises(ValueError, match="min_share"):
         split_sides(np.zeros((3, 4, 5), bool), (1, 1, 1), min_share=0.7)
+
+
+@pytest.mark.parametrize("grid_mm", [None, 2.0])
+def test_single_lung_at_clinical_resolution_keeps_its_side(grid_mm):
+    # One ellipsoid lung on the patient's left (high x index) in a 100 x 200 x 300 mask
+    # at 0.7 mm: the side is decided against the whole volume's centre, not against the
+    # centre of the lung's own box on the block grid.
+    z, y, x = np.ogrid[:100, :200, :300]
+    lung = ((z - 50) / 40.0) ** 2 + ((y - 100) / 70.0) ** 2 + ((x - 220) / 50.0) ** 2 <= 1.0
+    sides = split_sides(lung, (0.7, 0.7, 0.7), grid_mm=grid_mm)
+    assert set(np.unique(sides[lung])) == {LEFT}
+
+
+def test_single_lung_goes_by_the_given_midline():
+    z, y, x = np.ogrid[:20, :40, :60]
+    lung = ((z - 10) / 8.0) ** 2 + ((y - 20) / 15.0) ** 2 + ((x - 40) / 10.0) ** 2 <= 1.0
+    # Midline at x index 50 (50 mm at 1 mm voxels): the lung lies on its right.
+    assert set(np.unique(split_sides(lung, (1.0, 1.0, 1.0), midline_mm=50.0)[lung])) == {RIGHT}
+    assert set(np.unique(split_sides(lung, (1.0, 1.0, 1.0))[lung])) == {LEFT}

@@ -226,6 +226,19 @@ def test_bad_scores_are_clear_errors(tmp_path, labels_dir, capsys, case):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_bug_in_correlate_is_no_usage_error(tmp_path, labels_dir, monkeypatch):
+    import radiolab.stats
+
+    scores_csv = write_scores(tmp_path / "scores.csv", "id,S\na,1\nb,2\nc,3\n")
+
+    def broken(li, scores):
+        return np.zeros(2) + np.zeros(3)  # a shape bug: ValueError from numpy
+
+    monkeypatch.setattr(radiolab.stats, "correlate", broken)
+    with pytest.raises(ValueError, match="broadcast"):  # raised as it is, not turned into bad input
+        radiolab_main(["correlate", scores_csv, "--labels", str(labels_dir), "--out", str(tmp_path / "o")])
+
+
 def test_bad_or_missing_summary(tmp_path):
     scores_csv = write_scores(tmp_path / "scores.csv", "id,S\na,1\nb,2\nc,3\n")
     with pytest.raises(InputError, match="summary.csv: file does not exist"):
@@ -285,3 +298,28 @@ def test_imports_stay_light():
     env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert output.stdout.strip() == "[]"
+
+
+def test_correlate_reports_s_against_zonal_severity(tmp_path, fixed, capsys):
+    li, scores = fixed
+    rng = np.random.default_rng(3)
+    zonal = np.clip(scores * 4 + rng.integers(-3, 4, scores.size), 0, 30)
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    rows = ["id,LI_pct,zonal_severity"] + [f"scan_{i:02d},{v:.6f},{z if i else ''}"
+                                           for i, (v, z) in enumerate(zip(li, zonal))]
+    (labels / "summary.csv").write_text("\n".join(rows) + "\n")
+    scores_csv = write_scores(tmp_path / "scores.csv", "id,S\n" + "".join(f"scan_{i:02d},{s}\n"
+                                                                       for i, s in enumerate(scores)))
+    assert radiolab_main(["correlate", scores_csv, "--labels", str(labels), "--out", str(tmp_path / "out"),
+                          "--iterations", "5"]) == 0
+    assert "S vs zonal_severity" in capsys.readouterr().out
+    result = json.loads((tmp_path / "out" / "correlation.json").read_text())
+    # scan_00 has no zonal_severity: left out of this correlation only.
+    expected_pearson = sps.pearsonr(zonal[1:], scores[1:])
+    assert result["zonal_severity"]["n"] == scores.size - 1
+    assert result["zonal_severity"]["pearson_r"] == pytest.approx(expected_pearson.statistic, rel=1e-9)
+    assert result["zonal_severity"]["spearman_rho"] == pytest.approx(sps.spearmanr(zonal[1:], scores[1:]).statistic,
+                                                                     rel=1e-9)
+    assert result["n"] == scores.size
+    assert "zonal_severity" not in result["scans"][0] and result["scans"][1]["zonal_severity"] == zonal[1]

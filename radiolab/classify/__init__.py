@@ -28,7 +28,7 @@ def require_torch(feature: str = "radiolab classify"):
     try:
         import torch
     except ImportError as error:
-        raise OptionalDependencyError("torch", feature) from error
+        raise OptionalDependencyError("torch", feature, extra="torch") from error
     return torch
 
 
@@ -37,7 +37,7 @@ def require_monai(feature: str = "radiolab classify"):
     try:
         import monai
     except ImportError as error:
-        raise OptionalDependencyError("monai", feature) from error
+        raise OptionalDependencyError("monai", feature, extra="torch") from error
     return monai
 
 

@@ -751,7 +751,7 @@ def prepare_scans(
     scans, failures = [], []
     if cache_dir is not None:
         os.makedirs(cache_dir, exist_ok=True)
-    for row in tqdm(rows, desc="slices", unit="scan", disable=not progress, leave=False):
+    for row in tqdm(rows, desc="slices", unit="scan", disable=None if progress else True, leave=False):
         stem = os.path.join(os.fspath(cache_dir), _cache_key(row, config, training, labels_dir)) if cache_dir else None
         scan = _load(row, stem) if stem and os.path.exists(stem + ".json") else None
         if scan is None:

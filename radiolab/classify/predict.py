@@ -162,7 +162,7 @@ def _write_cams(trained: TrainedModel, scans: Sequence[ScanSlices], out: str, *,
     from radiolab.classify.cam import scan_cams, write_cam_outputs
 
     written = []
-    for scan in tqdm(scans, desc="heat maps", unit="scan", disable=not progress, leave=False):
+    for scan in tqdm(scans, desc="heat maps", unit="scan", disable=None if progress else True, leave=False):
         cams, probs = scan_cams(trained.model, scan, device=device, batch_size=batch_size,
                                 in_channels=trained.config.in_channels, layer=cam_layer)
         written += write_cam_outputs(os.path.join(out, "cam"), scan, cams, probs)

@@ -176,7 +176,7 @@ def slice_probabilities(model: nn.Module, scans: Sequence[ScanSlices], *, device
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     logits = []
     with torch.no_grad():
-        for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+        for batch in tqdm(loader, desc=desc, unit="batch", disable=None if progress else True, leave=False):
             logits.append(class_logits(model(batch["image"].to(device))).float().cpu())
     all_logits = torch.cat(logits) if logits else torch.zeros(0)
     loss = None
@@ -408,7 +408,8 @@ def train(
         model.train()
         totals = np.zeros(3)
         count = 0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=not progress, leave=False)
+        bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=None if progress else True,
+                   leave=False)
         for batch in bar:
             images, masks = augment(batch["image"], batch["mask"], config, generator)
             images, masks = images.to(device), masks.to(device)

@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("radiolab.cli.classify", "train, apply and evaluate slice/subject CT classifiers (needs torch)"),
     "features": ("radiolab.cli.features", "pyradiomics features per tissue class, lung and involved lung"),
     "demo": ("radiolab.cli.demo", "make a synthetic cohort and segment it"),
+    "insert-lesions": ("radiolab.cli.insert_lesions", "grow GGO or consolidation of known extent from the pleura of a CT"),
 }
 
 
@@ -29,15 +30,24 @@ def _usage() -> str:
     from radiolab import __version__
 
     width = max(len(name) for name in SUBCOMMANDS)
-    lines = [f"usage: radiolab [--version] [-h] <command> [options]", "",
+    lines = [f"usage: radiolab [--version] [-h] <command> [options] [-v | -vv | --log-level LEVEL]", "",
              f"radiolab {__version__}: volumetric chest-CT radiomics.", "", "commands:"]
     lines += [f"  {name:<{width}}  {text}" for name, (_, text) in SUBCOMMANDS.items()]
-    lines += ["", "Run `radiolab <command> --help` for the options of a command."]
+    lines += ["", "Run `radiolab <command> --help` for the options of a command.",
+              "-v (-vv) logs each scan's progress (and debugging detail); --log-level sets the level",
+              "(DEBUG, INFO, WARNING, ERROR; default WARNING). Progress bars show only on a terminal."]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from radiolab.log import command_logging, pop_logging_options
+
+    try:
+        argv, level = pop_logging_options(argv)
+    except ValueError as error:
+        print(f"radiolab: {error}", file=sys.stderr)
+        return 2
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2
@@ -50,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in SUBCOMMANDS:
         print(f"radiolab: unknown command {name!r}; valid commands: {', '.join(SUBCOMMANDS)}", file=sys.stderr)
         return 2
-    module = importlib.import_module(SUBCOMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    with command_logging(f"radiolab {name}", level or "WARNING"):
+        module = importlib.import_module(SUBCOMMANDS[name][0])
+        return int(module.main(rest) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

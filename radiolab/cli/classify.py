@@ -1,7 +1,7 @@
 """``radiolab classify train | predict | evaluate``: slice and subject-level classifiers.
 
 Needs the optional packages torch and MONAI (``make install`` or
-``pip install 'radiolab[all]'``); without them it says so and exits with status 2.
+``pip install 'radiolab[torch]'``); without them it says so and exits with status 2.
 """
 
 from __future__ import annotations

@@ -34,6 +34,15 @@ def _fmt(value, spec: str = ".3f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _zonal_lines(zonal: dict | None) -> list[str]:
+    if zonal is None:
+        return []
+    if "skip_reason" in zonal:
+        return [f"S vs zonal_severity      not computed ({zonal['n']} scans): {zonal['skip_reason']}"]
+    return [f"S vs zonal_severity      Pearson {_fmt(zonal['pearson_r'])} (p = {_fmt(zonal['pearson_p'], '.3g')}), "
+            f"Spearman {_fmt(zonal['spearman_rho'])} (p = {_fmt(zonal['spearman_p'], '.3g')}), n = {zonal['n']}"]
+
+
 def print_report(result: dict, out_dir: str) -> None:
     sampling = result["resampling"]
     lines = [
@@ -47,6 +56,7 @@ def print_report(result: dict, out_dir: str) -> None:
         f"  ({sampling['iterations']} iterations, {sampling['per_group']} scans per group, "
         f"groups {sampling['group_sizes']}, seed {sampling['seed']})",
         f"kappa (quadratic)        {_fmt(result['kappa_quadratic'])}",
+        *_zonal_lines(result.get("zonal_severity")),
         f"exact S = S_auto         {100 * result['exact_agreement']:.1f} %",
         "",
         "confusion matrix (rows S, columns S_auto):",
@@ -65,14 +75,14 @@ def print_report(result: dict, out_dir: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _get_parser().parse_args(argv)
-    from radiolab.errors import InputError
+    from radiolab.errors import RadiolabError
     from radiolab.stats import run_correlation
 
     try:
         result = run_correlation(args.scores_csv, args.labels_dir, args.out_dir, id_col=args.id_col,
                                  score_col=args.score_col, iterations=args.iterations, seed=args.seed,
                                  per_group=args.per_group)
-    except (InputError, ValueError) as error:
+    except RadiolabError as error:  # bad input or options; anything else is a bug and shows its traceback
         print(f"radiolab correlate: error: {error}", file=sys.stderr)
         return 2
     if not args.quiet:

@@ -48,21 +48,28 @@ def _get_parser() -> argparse.ArgumentParser:
                         help=f"texture classes are skipped for smaller regions, in voxels (default {MIN_TEXTURE_VOXELS})")
     parser.add_argument("--crop-margin-mm", type=float, default=CROP_MARGIN_MM,
                         help=f"image kept around each region for pyradiomics, in mm (default {CROP_MARGIN_MM:g})")
+    from radiolab.cli.segment import add_mask_arguments
+
+    add_mask_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar, skipped regions not listed")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _get_parser().parse_args(argv)
-    from radiolab.errors import InputError, OptionalDependencyError
+    from radiolab.errors import RadiolabError
+    from radiolab.log import configure_logging
     from radiolab.radiomics import extract_cohort
     from radiolab.segment import find_inputs
 
     if args.jobs < 1:
         print("radiolab features: --jobs must be at least 1", file=sys.stderr)
         return 2
-    _configure_logging(args.quiet)
+    configure_logging("radiolab features", logging.ERROR if args.quiet else None)  # skipped regions: warnings
     try:
+        from radiolab.cli.segment import check_mask_folder
+
+        check_mask_folder(args.lung_masks, args.mask_format)
         scans, skipped = find_inputs(args.inputs)
         for path, reason in skipped:
             print(f"skipped {path}: {reason}", file=sys.stderr)
@@ -70,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             scans, args.labels, args.out, params=args.params, regions=args.regions, map=args.map,
             format=args.format, jobs=args.jobs, voxel_maps=args.voxel_maps, max_map_voxels=args.max_map_voxels,
             min_texture_voxels=args.min_texture_voxels, crop_margin_mm=args.crop_margin_mm,
-            progress=not args.quiet,
+            progress=not args.quiet, lung_masks=args.lung_masks, mask_format=args.mask_format,
         )
-    except (InputError, ValueError, OptionalDependencyError) as error:
+    except RadiolabError as error:  # bad input or options; anything else is a bug and shows its traceback
         print(f"radiolab features: error: {error}", file=sys.stderr)
         return 2
     scans_done = len({row["id"] for row in report.rows})
@@ -82,24 +89,3 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(report.errors)} failure(s) in {report.errors_path}; table {report.out}"
               + (f"; {len(report.maps)} voxel map(s)" if args.voxel_maps else ""))
     return 1 if report.errors else 0
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time of each message."""
-
-    @property  # type: ignore[override]
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
-
-def _configure_logging(quiet: bool) -> None:
-    logger = logging.getLogger("radiolab")
-    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("radiolab features: %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.ERROR if quiet else logging.WARNING)

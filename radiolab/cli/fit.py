@@ -29,7 +29,7 @@ def _get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _get_parser().parse_args(argv)
     from radiolab.cli.segment import print_table
-    from radiolab.errors import InputError
+    from radiolab.errors import RadiolabError
     from radiolab.segment import fit_cohort, find_inputs
 
     try:
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             scans, _ = find_inputs(args.inputs)
             ids = [scan.id for scan in scans]
         report = fit_cohort(args.out_dir, ids=ids, force=args.force)
-    except (InputError, ValueError) as error:
+    except RadiolabError as error:  # bad input or options; anything else is a bug and shows its traceback
         print(f"radiolab fit: error: {error}", file=sys.stderr)
         return 2
     if not args.quiet:

@@ -1,6 +1,7 @@
 """``radiolab ingest``: convert the DICOM CT series under a folder to NRRD volumes.
 
-Prints one line per written, skipped and failed series. Exit status 1 if any CT series
+Prints one line per written, skipped and failed series; reading warnings (uneven spacing,
+gantry tilt, missing tags) are logged with the series name. Exit status 1 if any CT series
 failed or nothing was written, else 0.
 """
 
@@ -26,23 +27,32 @@ def _get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compression-level", dest="compression_level", type=int, default=1,
                         choices=range(1, 10), metavar="{1..9}",
                         help="gzip level of the NRRD files (default: 1, fast)")
+    parser.add_argument("--assume-ct", dest="assume_ct", action="store_true",
+                        help="read series without a Modality tag as CT even when nothing else shows "
+                             "CT (never overrides an explicit MR, SEG or other Modality)")
+    parser.add_argument("--allow-gaps", dest="allow_gaps", action="store_true",
+                        help="interpolate across gaps in the slice positions (a step of 1.5 times its "
+                             "neighbours' or more) instead of refusing the series")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``radiolab ingest``; returns the exit status."""
     from radiolab.dicom import ingest
+    from radiolab.io import scan_id
+    from radiolab.log import scan_logger
 
     args = _get_parser().parse_args(argv)
     try:
-        report = ingest(args.root, args.out_dir, compression_level=args.compression_level)
+        report = ingest(args.root, args.out_dir, compression_level=args.compression_level,
+                        assume_ct=args.assume_ct, allow_gaps=args.allow_gaps)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for path in report.written:
         print(f"wrote {path}")
         for warning in report.warnings.get(path, []):
-            print(f"  warning: {warning}")
+            scan_logger("radiolab.dicom", scan_id(path)).warning("%s", warning)
     for skipped in report.skipped:
         where = f" ({skipped.folder})" if skipped.folder else ""
         print(f"skipped {skipped.name or skipped.source}{where}: {skipped.reason}")

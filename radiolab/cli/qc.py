@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from radiolab.errors import InputError
+from radiolab.errors import RadiolabError
 
 
 def _get_parser() -> argparse.ArgumentParser:
@@ -25,6 +25,9 @@ def _get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--label-map", default="labels", choices=("labels", "median"),
                         help="overlay the voxel-wise labels (default) or the median-filtered ones")
     parser.add_argument("--dpi", type=int, default=100, help="resolution of the QC images (default 100)")
+    from radiolab.cli.segment import add_mask_arguments
+
+    add_mask_arguments(parser)
     bounds = parser.add_argument_group("flag bounds")
     bounds.add_argument("--min-volume-ml", type=float, default=1000.0,
                         help="flag lungs smaller than this, mL (default 1000)")
@@ -52,11 +55,15 @@ def main(argv: list[str] | None = None) -> int:
         print("radiolab qc: --jobs must be at least 1", file=sys.stderr)
         return 2
     try:
+        from radiolab.cli.segment import check_mask_folder
+
+        check_mask_folder(args.lung_masks, args.mask_format)
         run = run_qc(args.labels_dir, args.scans, jobs=args.jobs, images=args.images, label_map=args.label_map,
                      dpi=args.dpi, min_volume_ml=args.min_volume_ml, max_volume_ml=args.max_volume_ml,
                      max_edge_fraction=args.max_edge_fraction, min_component_ml=args.min_component_ml,
-                     max_components=args.max_components, outlier_z=args.outlier_z, min_cohort=args.min_cohort)
-    except (InputError, ValueError) as error:
+                     max_components=args.max_components, outlier_z=args.outlier_z, min_cohort=args.min_cohort,
+                     lung_masks=args.lung_masks, mask_format=args.mask_format)
+    except RadiolabError as error:  # bad input or options; anything else is a bug and shows its traceback
         print(f"radiolab qc: error: {error}", file=sys.stderr)
         return 2
     failed = [image for image in run.images if image.error]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from radiolab.errors import InputError
+from radiolab.errors import RadiolabError
 
 
 def _get_parser() -> argparse.ArgumentParser:
@@ -29,6 +29,9 @@ def _get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--thumbnail-width", type=int, default=720,
                         help="width of the embedded QC thumbnails in pixels (default 720)")
     parser.add_argument("--title", help="page title (default: the folder name)")
+    from radiolab.cli.segment import add_mask_arguments
+
+    add_mask_arguments(parser)
     return parser
 
 
@@ -40,11 +43,14 @@ def main(argv: list[str] | None = None) -> int:
         print("radiolab report: --jobs must be at least 1", file=sys.stderr)
         return 2
     try:
+        from radiolab.cli.segment import check_mask_folder
+
+        check_mask_folder(args.lung_masks, args.mask_format)
         result = write_report(args.labels_dir, args.out, scans=args.scans, scores=args.scores,
                               id_col=args.id_col, score_col=args.score_col, iterations=args.iterations,
                               seed=args.seed, jobs=args.jobs, thumbnail_width=args.thumbnail_width,
-                              title=args.title)
-    except (InputError, ValueError) as error:
+                              title=args.title, lung_masks=args.lung_masks, mask_format=args.mask_format)
+    except RadiolabError as error:  # bad input or options; anything else is a bug and shows its traceback
         print(f"radiolab report: error: {error}", file=sys.stderr)
         return 2
     for note in result.notes:

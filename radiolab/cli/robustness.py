@@ -56,14 +56,14 @@ def print_report(report: dict, out_dir: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _get_parser().parse_args(argv)
-    from radiolab.errors import InputError
+    from radiolab.errors import RadiolabError
     from radiolab.robustness import run_robustness
 
     try:
         report = run_robustness(args.inputs, args.out_dir, sizes=args.sizes, repeats=args.repeats, seed=args.seed,
                                 n_init=args.n_init, tol=args.tol, preset=args.preset, backend=args.backend,
                                 progress=not args.quiet)
-    except (InputError, ValueError) as error:
+    except RadiolabError as error:  # bad input or options; anything else is a bug and shows its traceback
         print(f"radiolab robustness: error: {error}", file=sys.stderr)
         return 2
     if not args.quiet:

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     except StageError as error:
         print(f"radiolab run: stage {error.stage!r} failed: {error.message}", file=sys.stderr)
         return 1
-    except (RadiolabError, ValueError) as error:
+    except RadiolabError as error:  # bad input or options; anything else is a bug and shows its traceback
         print(f"radiolab run: error: {error}", file=sys.stderr)
         return 2
     if report.segment is not None and not args.quiet:

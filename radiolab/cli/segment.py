@@ -34,6 +34,10 @@ def _get_parser() -> argparse.ArgumentParser:
                         help="override the minimum island: mL (default) or voxels (zaffino2021)")
     parser.add_argument("--closing-radii", type=float, nargs="+",
                         help="override the closing ball radii: mm (default) or voxels (zaffino2021)")
+    parser.add_argument("--lung-setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a real-CT step of the default preset (docs/lung.md), e.g. "
+                             "gas_max_vessel_fraction=0.02; repeatable")
+    add_mask_arguments(parser)
     parser.add_argument("--backend", default="fast", choices=BACKENDS,
                         help="'fast' (default) or 'reference' (the paper's library calls, slow)")
     add_backend_arguments(parser)
@@ -43,7 +47,26 @@ def _get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--qc", action="store_true",
                         help="also write <id>_qc.png images and the automatic flags (as `radiolab qc`)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summary table")
+    parser.add_argument("--assume-ct", dest="assume_ct", action="store_true",
+                        help="read DICOM series without a Modality tag as CT even when nothing else shows CT")
+    parser.add_argument("--allow-gaps", dest="allow_gaps", action="store_true",
+                        help="interpolate across gaps in a DICOM series' slice positions instead of refusing it")
+    parser.add_argument("--dicom-seg", dest="dicom_seg", action="store_true",
+                        help="also write <id>_labels.seg.dcm (DICOM Segmentation) for scans read directly "
+                             "from a DICOM series; it carries the source's patient and study modules")
     return parser
+
+
+def add_mask_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--lung-masks`` and ``--mask-format`` (shared with features, qc and report)."""
+    from radiolab.external_masks import MASK_FORMATS
+
+    parser.add_argument("--lung-masks", metavar="DIR",
+                        help="use the lung masks in DIR instead of computing them: <id>.nrrd, <id>.nii.gz, "
+                             "<id>.nii, <id>.mha or a TotalSegmentator folder <id>/, matched exactly by scan id")
+    parser.add_argument("--mask-format", choices=MASK_FORMATS,
+                        help="convention of the --lung-masks (default: detect a TotalSegmentator folder or a "
+                             "CIP map, refuse anything ambiguous)")
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +106,40 @@ def config_from_args(args: argparse.Namespace):
         seed=args.seed, n_init=args.n_init, tol=args.tol, median_size=args.median_size,
         threshold_hu=args.threshold_hu, opening=args.opening, min_island=args.min_island,
         closing_radii=tuple(args.closing_radii) if args.closing_radii else None,
+        lung_masks=check_mask_folder(args.lung_masks, args.mask_format), mask_format=args.mask_format,
+        dicom_seg=args.dicom_seg, lung_tuning=_lung_tuning(args.lung_setting),
     )
+
+
+def _lung_tuning(items: list[str]) -> tuple[tuple[str, float], ...] | None:
+    """``NAME=VALUE`` overrides as (name, number) pairs; a usage error names a bad one."""
+    from radiolab.errors import ParameterError
+    from radiolab.lung import CHEST_FIELDS
+
+    pairs = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in CHEST_FIELDS:
+            raise ParameterError(f"--lung-setting {item!r}: expected NAME=VALUE with NAME one of {', '.join(CHEST_FIELDS)}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ParameterError(f"--lung-setting {item!r}: {value!r} is not a number") from None
+        pairs.append((name, int(number) if name == "thin_max_slices" else number))
+    return tuple(pairs) or None
+
+
+def check_mask_folder(folder: str | None, mask_format: str | None = None) -> str | None:
+    """The ``--lung-masks`` folder as given; an error naming it if it is not a folder."""
+    import os
+
+    from radiolab.errors import InputError, ParameterError
+
+    if folder is None and mask_format is not None:
+        raise ParameterError("--mask-format needs --lung-masks DIR")
+    if folder is not None and not os.path.isdir(folder):
+        raise InputError(folder, "--lung-masks folder does not exist")
+    return folder
 
 
 def print_summary(report, out) -> None:
@@ -126,12 +182,16 @@ def main(argv: list[str] | None = None) -> int:
             parse_shard(args.shard)
         config = config_from_args(args)
         config.lung_settings()
-        scans, skipped = find_inputs(args.inputs)
+        if config.dicom_seg:
+            from radiolab.dicom.seg import require_highdicom
+
+            require_highdicom()
+        scans, skipped = find_inputs(args.inputs, assume_ct=args.assume_ct, allow_gaps=args.allow_gaps)
         for path, reason in skipped:
             print(f"skipped {path}: {reason}", file=sys.stderr)
         report = segment_cohort(scans, args.out, config, shard=args.shard, progress=not args.quiet,
                                 **backend_kwargs(args))
-    except (RadiolabError, ValueError) as error:
+    except RadiolabError as error:  # bad input or options; anything else is a bug and shows its traceback
         print(f"radiolab segment: error: {error}", file=sys.stderr)
         return 2
     qc_failed = 0

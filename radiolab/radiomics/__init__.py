@@ -36,7 +36,6 @@ from radiolab.radiomics.engine import (
 )
 from radiolab.radiomics.params import (
     DEFAULT_PARAMS,
-    PIPELINES_DIR,
     load_params,
     params_sha256,
 )
@@ -86,7 +85,6 @@ __all__ = [
     "MAX_MAP_VOXELS",
     "MIN_TEXTURE_VOXELS",
     "MapRefused",
-    "PIPELINES_DIR",
     "PROVENANCE_COLUMNS",
     "PYRADIOMICS_INSTALL",
     "REGIONS",

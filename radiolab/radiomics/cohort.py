@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-
 import csv
 import io as _io
-import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -15,7 +13,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from radiolab import __version__
-from radiolab.errors import InputError, OptionalDependencyError
+from radiolab.errors import InputError, OptionalDependencyError, ParameterError, RadiolabError
+from radiolab.log import scan_logger
 from radiolab.mixture import CLASS_NAMES
 from radiolab.radiomics.engine import MapRefused, pyradiomics_version
 from radiolab.radiomics.extraction import MAX_MAP_VOXELS, MIN_TEXTURE_VOXELS, PROVENANCE_COLUMNS, ROW_COLUMNS, SKIP_COLUMN, error_message, extract_features, voxel_feature_maps
@@ -23,7 +22,6 @@ from radiolab.radiomics.images import CROP_MARGIN_MM
 from radiolab.radiomics.params import DEFAULT_PARAMS, load_params, params_sha256
 from radiolab.radiomics.regions import REGIONS, check_regions, region_masks
 
-logger = logging.getLogger(__name__)
 
 # Label map files written by `radiolab segment`, by --map choice.
 LABEL_MAPS: dict[str, str] = {"voxel": "_labels.nrrd", "median": "_labels_median.nrrd"}
@@ -33,7 +31,7 @@ FORMATS = ("csv", "parquet")
 def labels_path(labels_dir: str | os.PathLike[str], scan_id: str, map: str = "voxel") -> Path:
     """Where ``radiolab segment`` wrote the label map of a scan (``voxel`` or ``median``)."""
     if map not in LABEL_MAPS:
-        raise ValueError(f"unknown label map {map!r}; valid maps: {', '.join(LABEL_MAPS)}")
+        raise ParameterError(f"unknown label map {map!r}; valid maps: {', '.join(LABEL_MAPS)}")
     return Path(labels_dir) / f"{scan_id}{LABEL_MAPS[map]}"
 
 
@@ -61,6 +59,8 @@ class _ScanJob:
     maps_dir: str
     max_map_voxels: int
     crop_margin_mm: float
+    lung_masks: str | None = None
+    mask_format: str | None = None
 
     def __call__(self, scan):
         return features_scan(scan, self)
@@ -87,7 +87,27 @@ def _read_labels(scan, volume, job: _ScanJob) -> np.ndarray:
     array = labels.array
     if array.min() < 0 or array.max() > len(CLASS_NAMES):
         raise InputError(path, f"not a tissue label map: values {array.min()}..{array.max()}, expected 0..5")
-    return array.astype(np.uint8)
+    array = array.astype(np.uint8)
+    if job.lung_masks is not None:
+        from radiolab.external_masks import read_external_mask
+
+        # Measure inside the given lung mask only: labels outside it do not count.
+        external = read_external_mask(job.lung_masks, scan.id, volume.geometry, volume.array.shape,
+                                      mask_format=job.mask_format, scan_path=os.fspath(scan.path))
+        array[~external.mask] = 0
+    elif job.map == "median":
+        # The even 4-voxel window (scipy's alignment) shifts the median map half a voxel
+        # towards higher indices, so labels spill up to one voxel past the lung mask:
+        # only voxels inside the mask are counted.
+        lung_path = Path(job.labels) / f"{scan.id}_lung.nrrd"
+        if not lung_path.is_file():
+            raise InputError(lung_path, f"no lung mask for scan {scan.id!r}; the median map is counted inside "
+                                        "the lung mask only, which `radiolab segment` writes next to it")
+        lung = read_volume(lung_path).array
+        if lung.shape != array.shape:
+            raise InputError(lung_path, f"lung mask shape {lung.shape} differs from the label map's {array.shape}")
+        array[lung == 0] = 0
+    return array
 
 
 def features_scan(scan, job: _ScanJob) -> tuple[list[dict[str, Any]], list[Any], list[str]]:
@@ -102,8 +122,12 @@ def features_scan(scan, job: _ScanJob) -> tuple[list[dict[str, Any]], list[Any],
         volume = scan.read()
         stage = "labels"
         labels = _read_labels(scan, volume, job)
-    except Exception as error:  # a bad scan never stops the others
+    except (RadiolabError, OSError, MemoryError) as error:  # a bad scan never stops the others
         return rows, [ScanError(scan.id, stage, _describe(scan, error))], maps
+    except Exception as error:  # a bug, not bad input: its traceback is logged; the others go on
+        scan_logger(__name__, scan.id).exception("%s: %s crashed", scan.path, stage)
+        return rows, [ScanError(scan.id, "internal", f"{scan.path}: {stage} crashed: "
+                                                     f"{type(error).__name__}: {error_message(error)}")], maps
     for region in job.regions:
         try:
             [row] = extract_features(volume.array, labels, volume.geometry, params=job.params, regions=[region],
@@ -174,11 +198,11 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str],
     ``label`` is an integer column with nulls for ``lung`` and ``involved``.
     """
     if format not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; valid formats: {', '.join(FORMATS)}")
+        raise ParameterError(f"unknown format {format!r}; valid formats: {', '.join(FORMATS)}")
     try:
         import pandas as pd
     except ImportError as error:
-        raise OptionalDependencyError("pandas", "writing the feature table") from error
+        raise OptionalDependencyError("pandas", "writing the feature table", extra="radiomics") from error
     from radiolab.io import atomic_path
 
     columns = list(columns or table_columns(rows))
@@ -195,7 +219,7 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str],
             try:
                 frame.to_parquet(temporary, index=False, engine="pyarrow")
             except ImportError as error:
-                raise OptionalDependencyError("pyarrow", "writing Parquet") from error
+                raise OptionalDependencyError("pyarrow", "writing Parquet", extra="radiomics") from error
         else:
             frame.to_csv(temporary, index=False, float_format=None, lineterminator="\n")
     return frame
@@ -217,7 +241,7 @@ def _map_scans(job: _ScanJob, scans: Sequence[Any], jobs: int, progress: bool) -
     from tqdm.auto import tqdm
 
     results = []
-    with tqdm(total=len(scans), desc="features", unit="scan", disable=not progress, leave=False) as bar:
+    with tqdm(total=len(scans), desc="features", unit="scan", disable=None if progress else True, leave=False) as bar:
         if jobs == 1 or len(scans) <= 1:
             for scan in scans:
                 results.append(job(scan))
@@ -246,6 +270,8 @@ def extract_cohort(
     max_map_voxels: int = MAX_MAP_VOXELS,
     crop_margin_mm: float = CROP_MARGIN_MM,
     progress: bool = False,
+    lung_masks: str | os.PathLike[str] | None = None,
+    mask_format: str | None = None,
 ) -> FeaturesReport:
     """Features of every scan and region, written as one table.
 
@@ -278,6 +304,12 @@ def extract_cohort(
         As in `extract_features`.
     progress : bool
         Show a progress bar.
+    lung_masks : str or os.PathLike, optional
+        Folder of external lung masks (`radiolab.external_masks`): each scan's labels
+        are restricted to its mask (label 0 outside it). Their content hashes go into
+        the provenance file.
+    mask_format : str, optional
+        Convention of ``lung_masks`` (`radiolab.external_masks.MASK_FORMATS`).
 
     Returns
     -------
@@ -294,20 +326,20 @@ def extract_cohort(
         If pyradiomics is not installed.
     """
     if map not in LABEL_MAPS:
-        raise ValueError(f"unknown label map {map!r}; valid maps: {', '.join(LABEL_MAPS)}")
+        raise ParameterError(f"unknown label map {map!r}; valid maps: {', '.join(LABEL_MAPS)}")
     if format not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; valid formats: {', '.join(FORMATS)}")
+        raise ParameterError(f"unknown format {format!r}; valid formats: {', '.join(FORMATS)}")
     if jobs < 1:
-        raise ValueError(f"jobs must be at least 1, got {jobs}")
+        raise ParameterError(f"jobs must be at least 1, got {jobs}")
     if min_texture_voxels < 0 or max_map_voxels < 1 or crop_margin_mm < 0:
-        raise ValueError("min_texture_voxels and crop_margin_mm must be >= 0 and max_map_voxels >= 1")
+        raise ParameterError("min_texture_voxels and crop_margin_mm must be >= 0 and max_map_voxels >= 1")
     regions = check_regions(regions)
     if not os.path.isdir(labels):
         raise InputError(labels, "labels folder does not exist (run `radiolab segment` first)")
     out_path = Path(out)
     suffix = out_path.suffix.lower()
     if (format == "csv" and suffix in (".parquet", ".pq")) or (format == "parquet" and suffix == ".csv"):
-        raise ValueError(f"output {out_path} does not match format {format!r}")
+        raise ParameterError(f"output {out_path} does not match format {format!r}")
     if out_path.parent.resolve() == Path(labels).resolve():
         raise InputError(out_path, "write the table outside the labels folder: its errors.csv would replace "
                                    "the one `radiolab segment` wrote there")
@@ -317,7 +349,10 @@ def extract_cohort(
     job = _ScanJob(labels=os.fspath(labels), map=map, params=resolved, regions=regions,
                    min_texture_voxels=int(min_texture_voxels), voxel_maps=voxel_maps,
                    maps_dir=f"{stem}_voxel_maps", max_map_voxels=int(max_map_voxels),
-                   crop_margin_mm=float(crop_margin_mm))
+                   crop_margin_mm=float(crop_margin_mm),
+                   lung_masks=None if lung_masks is None else os.fspath(lung_masks), mask_format=mask_format)
+    if lung_masks is not None and not os.path.isdir(lung_masks):
+        raise InputError(lung_masks, "lung mask folder does not exist")
     report = FeaturesReport(out=str(out_path), errors_path=str(out_path.parent / "errors.csv"),
                             provenance_path=f"{stem}_provenance.json")
     for rows, errors, maps in _map_scans(job, list(scans), jobs, progress):
@@ -328,16 +363,18 @@ def extract_cohort(
     report.rows.sort(key=lambda row: (row["id"], order[row["region"]]))
     for row in report.rows:
         if row[SKIP_COLUMN]:
-            logger.warning("%s %s: skipped %s", row["id"], row["region"], row[SKIP_COLUMN])
+            scan_logger(__name__, row["id"]).warning("%s: skipped %s", row["region"], row[SKIP_COLUMN])
     for error in report.errors:
-        logger.error("%s [%s]: %s", error.id, error.stage, error.message)
+        scan_logger(__name__, error.id).error("[%s]: %s", error.stage, error.message)
     report.columns = table_columns(report.rows)
     write_table(report.rows, out_path, format=format, columns=report.columns)
     write_errors(report.errors, report.errors_path)
     from radiolab.io import write_json_atomic
+    from radiolab.pipeline import algorithm_versions
 
     write_json_atomic(report.provenance_path, {
         "radiolab_version": __version__,
+        "algorithm_versions": algorithm_versions("features"),
         "pyradiomics_version": version,
         "params_sha256": params_sha256(resolved),
         "params": _json_safe(resolved),
@@ -352,8 +389,18 @@ def extract_cohort(
         "max_map_voxels": int(max_map_voxels),
         "scans": sorted({row["id"] for row in report.rows}),
         "failed": sorted({error.id for error in report.errors}),
+        **({"lung_masks": os.fspath(lung_masks), "mask_format": mask_format,
+            "lung_mask_hashes": _mask_hashes(lung_masks, mask_format, sorted({row["id"] for row in report.rows}))}
+           if lung_masks is not None else {}),
     })
     return report
+
+
+def _mask_hashes(folder, mask_format, ids) -> dict[str, str]:
+    """SHA-256 of each measured scan's external mask, by scan id."""
+    from radiolab.external_masks import find_mask, mask_content_hash
+
+    return {scan_id: mask_content_hash(find_mask(folder, scan_id), mask_format) for scan_id in ids}
 
 
 def _json_safe(data: Any) -> Any:

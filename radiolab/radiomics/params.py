@@ -7,15 +7,14 @@ import copy
 import hashlib
 import json
 import os
-from pathlib import Path
 from typing import Any, Mapping
 
-
+from radiolab.data import RADIOMICS_PARAMS, resource
 from radiolab.errors import InputError
 from radiolab.radiomics.engine import pyradiomics_module, quiet_validation
 
-PIPELINES_DIR = Path(__file__).resolve().parent.parent.parent / "pipelines"
-DEFAULT_PARAMS = PIPELINES_DIR / "radiomics.yaml"
+# Shipped in the package (radiolab.data); the repository's pipelines/radiomics.yaml is its copy.
+DEFAULT_PARAMS = resource("pipelines", RADIOMICS_PARAMS)
 
 
 def load_params(params: str | os.PathLike[str] | Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -25,7 +24,7 @@ def load_params(params: str | os.PathLike[str] | Mapping[str, Any] | None = None
     ----------
     params : str, os.PathLike, mapping or None
         A pyradiomics parameter file (YAML or JSON), an already parsed mapping, or None
-        for radiolab's default ``pipelines/radiomics.yaml``.
+        for radiolab's default ``pipelines/radiomics.yaml`` (shipped in `radiolab.data`).
 
     Returns
     -------
@@ -43,8 +42,9 @@ def load_params(params: str | os.PathLike[str] | Mapping[str, Any] | None = None
     """
     pyradiomics_module()
     if params is None:
-        params = DEFAULT_PARAMS
-    if isinstance(params, Mapping):
+        where = str(DEFAULT_PARAMS)
+        data = _parse_params_text(where, DEFAULT_PARAMS.read_text(encoding="utf-8"))
+    elif isinstance(params, Mapping):
         where, data = "<parameters>", copy.deepcopy(dict(params))
     else:
         where = os.fspath(params)
@@ -54,15 +54,21 @@ def load_params(params: str | os.PathLike[str] | Mapping[str, Any] | None = None
 
 
 def _read_params_file(path: str) -> dict[str, Any]:
-    import yaml
-
     if not os.path.isfile(path):
         raise InputError(path, "parameter file does not exist")
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+            text = handle.read()
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(path, f"cannot read parameter file: {error}") from None
+    return _parse_params_text(path, text)
+
+
+def _parse_params_text(path: str, text: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise InputError(path, f"not a YAML/JSON pyradiomics parameter file: {error}") from None
     if data is None:

@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from radiolab.errors import ParameterError
 from radiolab.mixture import CLASS_NAMES
 
 logger = logging.getLogger(__name__)
@@ -24,9 +25,9 @@ def check_regions(regions: Sequence[str]) -> tuple[str, ...]:
         regions = [regions]
     unknown = [name for name in regions if name not in REGIONS]
     if unknown:
-        raise ValueError(f"unknown region(s) {', '.join(map(repr, unknown))}; valid regions: {', '.join(REGIONS)}")
+        raise ParameterError(f"unknown region(s) {', '.join(map(repr, unknown))}; valid regions: {', '.join(REGIONS)}")
     if not regions:
-        raise ValueError(f"no region requested; valid regions: {', '.join(REGIONS)}")
+        raise ParameterError(f"no region requested; valid regions: {', '.join(REGIONS)}")
     return tuple(name for name in REGIONS if name in set(regions))
 
 

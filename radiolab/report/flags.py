@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from radiolab.errors import InputError
+from radiolab.errors import InputError, ParameterError
 
 FLAG_COLUMNS = ("id", "flag", "detail")
 OUTLIER_CLASSES = ("air", "healthy", "ggo", "consolidation", "other")
@@ -66,18 +66,18 @@ class FlagSettings:
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_volume_ml < self.max_volume_ml:
-            raise ValueError(f"need 0 <= min_volume_ml < max_volume_ml, got {self.min_volume_ml} and "
+            raise ParameterError(f"need 0 <= min_volume_ml < max_volume_ml, got {self.min_volume_ml} and "
                              f"{self.max_volume_ml} mL")
         if not 0 <= self.max_edge_fraction <= 1:
-            raise ValueError(f"max_edge_fraction must lie in [0, 1], got {self.max_edge_fraction}")
+            raise ParameterError(f"max_edge_fraction must lie in [0, 1], got {self.max_edge_fraction}")
         if self.min_component_ml <= 0:
-            raise ValueError(f"min_component_ml must be positive, got {self.min_component_ml} mL")
+            raise ParameterError(f"min_component_ml must be positive, got {self.min_component_ml} mL")
         if self.max_components < 1:
-            raise ValueError(f"max_components must be at least 1, got {self.max_components}")
+            raise ParameterError(f"max_components must be at least 1, got {self.max_components}")
         if self.outlier_z <= 0:
-            raise ValueError(f"outlier_z must be positive, got {self.outlier_z}")
+            raise ParameterError(f"outlier_z must be positive, got {self.outlier_z}")
         if self.min_cohort < 3:
-            raise ValueError(f"min_cohort must be at least 3, got {self.min_cohort}")
+            raise ParameterError(f"min_cohort must be at least 3, got {self.min_cohort}")
 
 
 @dataclass(frozen=True)
@@ -287,8 +287,9 @@ def _csv_text(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
 
 
 class _MeasureTask:
-    def __init__(self, labels_dir: str, min_component_ml: float):
+    def __init__(self, labels_dir: str, min_component_ml: float, lung_masks=None, mask_format=None):
         self.labels_dir, self.min_component_ml = labels_dir, min_component_ml
+        self.lung_masks, self.mask_format = lung_masks, mask_format
 
     def __call__(self, scan_id: str):
         from radiolab.errors import RadiolabError
@@ -297,7 +298,14 @@ class _MeasureTask:
         path = Path(self.labels_dir) / f"{scan_id}_lung.nrrd"
         try:
             volume = read_volume(path)
-            return mask_measures(volume.array > 0, volume.geometry.spacing,
+            mask = volume.array > 0
+            if self.lung_masks is not None:
+                from radiolab.external_masks import read_external_mask
+
+                # The scan's grid is the one its radiolab outputs lie on.
+                mask = read_external_mask(self.lung_masks, scan_id, volume.geometry, volume.array.shape,
+                                          mask_format=self.mask_format, scan_path=os.fspath(path)).mask
+            return mask_measures(mask, volume.geometry.spacing,
                                  min_component_ml=self.min_component_ml), None
         except (RadiolabError, ValueError, OSError, RuntimeError, MemoryError) as error:
             return None, str(error)
@@ -315,6 +323,8 @@ def compute_flags(
     outlier_z: float = 3.5,
     min_cohort: int = 10,
     jobs: int = 1,
+    lung_masks: str | os.PathLike[str] | None = None,
+    mask_format: str | None = None,
 ) -> list[Flag]:
     """Flags of every scan in a `radiolab segment` output folder.
 
@@ -339,6 +349,9 @@ def compute_flags(
         Fewest scans for the outlier check.
     jobs : int
         Masks read in parallel (joblib processes).
+    lung_masks, mask_format : optional
+        External lung masks (`radiolab.external_masks`) measured instead of the
+        ``<id>_lung.nrrd`` files (which still give the grid).
 
     Returns
     -------
@@ -357,10 +370,11 @@ def compute_flags(
     if not folder.is_dir():
         raise InputError(folder, "labels folder does not exist")
     if jobs < 1:
-        raise ValueError(f"jobs must be at least 1, got {jobs}")
+        raise ParameterError(f"jobs must be at least 1, got {jobs}")
     _, rows = read_csv_rows(folder / "summary.csv")
     mask_ids = sorted(p.name[: -len("_lung.nrrd")] for p in folder.glob("*_lung.nrrd") if not p.name.startswith("."))
-    task = _MeasureTask(os.fspath(folder), settings.min_component_ml)
+    task = _MeasureTask(os.fspath(folder), settings.min_component_ml,
+                        None if lung_masks is None else os.fspath(lung_masks), mask_format)
     if jobs == 1 or len(mask_ids) <= 1:
         measured = [task(i) for i in mask_ids]
     else:
@@ -443,6 +457,8 @@ def run_qc(
     max_components: int = 2,
     outlier_z: float = 3.5,
     min_cohort: int = 10,
+    lung_masks: str | os.PathLike[str] | None = None,
+    mask_format: str | None = None,
 ) -> QCRun:
     """``radiolab qc``: QC images, ``flags.csv`` and the ``flags`` column of summary.csv.
 
@@ -460,6 +476,8 @@ def run_qc(
         See `radiolab.report.qc.write_qc_images`.
     min_volume_ml, max_volume_ml, max_edge_fraction, min_component_ml, max_components, outlier_z, min_cohort :
         See `compute_flags`.
+    lung_masks, mask_format : optional
+        External lung masks used for the flags and the QC images.
 
     Returns
     -------
@@ -473,10 +491,11 @@ def run_qc(
     run.flags = compute_flags(labels_dir, scans, min_volume_ml=min_volume_ml, max_volume_ml=max_volume_ml,
                               max_edge_fraction=max_edge_fraction, min_component_ml=min_component_ml,
                               max_components=max_components, outlier_z=outlier_z, min_cohort=min_cohort,
-                              jobs=jobs)
+                              jobs=jobs, lung_masks=lung_masks, mask_format=mask_format)
     write_flags(labels_dir, run.flags)
     update_summary_flags(labels_dir, run.flags)
     if images and scans is not None:
-        run.images = write_qc_images(labels_dir, scans, jobs=jobs, label_map=label_map, dpi=dpi)
+        run.images = write_qc_images(labels_dir, scans, jobs=jobs, label_map=label_map, dpi=dpi,
+                                     lung_masks=lung_masks, mask_format=mask_format)
     return run
 

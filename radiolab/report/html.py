@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from radiolab.errors import InputError, RadiolabError
+from radiolab.errors import InputError, OptionalDependencyError, ParameterError, RadiolabError
 from radiolab.report.flags import FlagSettings, compute_flags, read_csv_rows
 from radiolab.report.qc import QC_SUFFIX, figure_png
 
@@ -152,6 +152,53 @@ def class_bars_figure(ids: Sequence[str], pct: np.ndarray):
     return fig
 
 
+def zones_figure(ids: Sequence[str], scores: np.ndarray, li: np.ndarray):
+    """The six zone scores of every scan as a grid coloured by score, with each zone's LI.
+
+    Parameters
+    ----------
+    ids : sequence of str
+        Scan ids (rows, in this order).
+    scores : numpy.ndarray
+        Shape (n_scans, 6): zone scores 0-5 in `radiolab.zones.ZONE_NAMES` order; NaN
+        for a zone without lung.
+    li : numpy.ndarray
+        Shape (n_scans, 6): each zone's LI in %, NaN when unknown.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.colors import ListedColormap
+
+    from radiolab.report.qc import SCORE_COLOURS
+    from radiolab.zones import ZONE_NAMES
+
+    scores = np.asarray(scores, dtype=float).reshape(-1, len(ZONE_NAMES))
+    li = np.asarray(li, dtype=float).reshape(scores.shape)
+    n = len(ids)
+    fig = _figure(7.5, min(30.0, 1.4 + 0.32 * n))
+    ax = fig.add_subplot()
+    shown = np.ma.masked_invalid(scores)
+    image = ax.imshow(shown, cmap=ListedColormap(SCORE_COLOURS), vmin=-0.5, vmax=5.5, aspect="auto")
+    if n <= 60:
+        for row in range(n):
+            for column in range(len(ZONE_NAMES)):
+                if np.isfinite(li[row, column]):
+                    ax.text(column, row, f"{li[row, column]:.0f}", ha="center", va="center", fontsize=7,
+                            color="white" if scores[row, column] >= 4 else "black")
+        ax.set_yticks(np.arange(n), [_plain(i) for i in ids], fontsize=8)
+    else:
+        ax.set_yticks([])
+        ax.set_ylabel(f"{n} scans")
+    ax.set_xticks(np.arange(len(ZONE_NAMES)), [z.replace("_", "\n") for z in ZONE_NAMES], fontsize=8)
+    ax.xaxis.tick_top()
+    colorbar = fig.colorbar(image, ax=ax, ticks=range(6), fraction=0.05)
+    colorbar.set_label("zone score")
+    ax.set_title("zone scores; numbers: zone LI (%)", fontsize=9)
+    return fig
+
+
 def mixture_figure(histogram, mixture):
     """The five fitted Gaussians over the pooled lung HU histogram (linear and log scale).
 
@@ -240,6 +287,26 @@ def _summary_table(columns: list[str], rows: list[dict[str, str]], flag_codes: d
                 cells.append({"text": text, "key": key, "num": _number(row.get(column)) is not None})
         table.append({"id": scan_id, "cells": cells, "flagged": bool(flag_codes.get(scan_id))})
     return {"columns": columns, "rows": table}
+
+
+def _zones_section(folder: Path, rows: list[dict[str, str]]) -> str | None:
+    """The zones figure from summary.csv's zone scores and phenotypes.csv's zone LI."""
+    from radiolab.zones import ZONE_NAMES
+
+    scored = [r for r in rows if any(_number(r.get(f"zone_score_{z}")) is not None for z in ZONE_NAMES)]
+    if not scored:
+        return None
+    li_by_zone: dict[tuple[str, str], float] = {}
+    if (folder / "phenotypes.csv").exists():
+        _, phenotype_rows = read_csv_rows(folder / "phenotypes.csv")
+        for record in phenotype_rows:
+            value = _number(record.get("LI_pct"))
+            if value is not None:
+                li_by_zone[(record.get("id", ""), record.get("region", ""))] = value
+    scores = np.array([[_number(r.get(f"zone_score_{z}")) if _number(r.get(f"zone_score_{z}")) is not None
+                        else np.nan for z in ZONE_NAMES] for r in scored])
+    li = np.array([[li_by_zone.get((r.get("id", ""), z), np.nan) for z in ZONE_NAMES] for r in scored])
+    return data_uri(figure_png(zones_figure([r.get("id", "") for r in scored], scores, li)))
 
 
 def _load_mixture(folder: Path, notes: list[str]):
@@ -336,13 +403,8 @@ def _correlation_section(scores, folder: Path, *, id_col, score_col, iterations,
                          notes: list[str]) -> tuple[dict[str, Any], bool]:
     """Run radiolab.stats.run_correlation into a temporary folder and embed its outputs."""
     section: dict[str, Any] = {"scores": os.fspath(scores), "images": [], "numbers": [], "note": None}
-    try:
-        from radiolab.stats import run_correlation
-    except ImportError as error:
-        section["note"] = ("Correlation plots need the radiolab.stats module, which this installation "
-                           f"does not provide ({error}). Update radiolab to include them.")
-        notes.append(section["note"])
-        return section, False
+    from radiolab.stats import run_correlation
+
     with tempfile.TemporaryDirectory(prefix="radiolab-report-") as tmp:
         try:
             result = run_correlation(scores, folder, tmp, id_col=id_col, score_col=score_col,
@@ -351,18 +413,9 @@ def _correlation_section(scores, folder: Path, *, id_col, score_col, iterations,
             section["note"] = f"Correlation with {os.fspath(scores)} failed: {error}"
             notes.append(section["note"])
             return section, True
-        numbers = result if isinstance(result, dict) else {}
-        json_path = Path(tmp) / "correlation.json"
-        if json_path.exists():
-            try:
-                numbers = json.loads(json_path.read_text(encoding="utf-8"))
-            except ValueError:
-                pass
-        section["numbers"] = _flatten(numbers)
-        for name in CORRELATION_IMAGES:
-            path = Path(tmp) / name
-            if path.exists():
-                section["images"].append({"name": name, "uri": data_uri(path.read_bytes())})
+        section["numbers"] = _flatten(result)  # what correlation.json holds
+        section["images"] = [{"name": name, "uri": data_uri((Path(tmp) / name).read_bytes())}
+                             for name in CORRELATION_IMAGES]
     return section, False
 
 
@@ -378,12 +431,21 @@ def _thumbnail(path: Path, width: int) -> str:
     return data_uri(buffer.getvalue(), "image/jpeg")
 
 
+def _jinja2():
+    """Import Jinja2 (the ``report`` extra) or say how to install it."""
+    try:
+        import jinja2
+    except ImportError as error:
+        raise OptionalDependencyError("jinja2", "radiolab report", extra="report") from error
+    return jinja2
+
+
 def _provenance(folder: Path, gmm_record: dict | None) -> dict[str, Any]:
-    import jinja2
     import matplotlib
 
     from radiolab import __version__
 
+    jinja2 = _jinja2()
     report = [("radiolab", __version__), ("python", platform.python_version()),
               ("numpy", np.__version__), ("matplotlib", matplotlib.__version__),
               ("jinja2", jinja2.__version__), ("platform", platform.platform()),
@@ -428,6 +490,8 @@ def write_report(
     jobs: int = 1,
     thumbnail_width: int = 720,
     title: str | None = None,
+    lung_masks: str | os.PathLike[str] | None = None,
+    mask_format: str | None = None,
 ) -> ReportResult:
     """Write the cohort report: one HTML file that needs nothing else to open.
 
@@ -453,6 +517,9 @@ def write_report(
         Width of the embedded QC thumbnails, in pixels (JPEG).
     title : str, optional
         Page title; the folder name by default.
+    lung_masks, mask_format : optional
+        External lung masks (`radiolab.external_masks`) for the QC images drawn here
+        and the computed flags.
 
     Returns
     -------
@@ -462,8 +529,10 @@ def write_report(
     ------
     InputError
         If ``labels_dir`` does not exist or holds neither summary.csv nor errors.csv.
+    OptionalDependencyError
+        If Jinja2 (the ``report`` extra) is not installed.
     """
-    import jinja2
+    jinja2 = _jinja2()
 
     from radiolab.report.qc import write_qc_images
 
@@ -473,7 +542,7 @@ def write_report(
     if not (folder / "summary.csv").exists() and not (folder / "errors.csv").exists():
         raise InputError(folder, "no summary.csv or errors.csv: not an output folder of `radiolab segment`")
     if thumbnail_width < 64:
-        raise ValueError(f"thumbnail_width must be at least 64 pixels, got {thumbnail_width}")
+        raise ParameterError(f"thumbnail_width must be at least 64 pixels, got {thumbnail_width}")
     notes: list[str] = []
     failed = False
     columns, rows = read_csv_rows(folder / "summary.csv")
@@ -481,7 +550,8 @@ def write_report(
     _, errors = read_csv_rows(folder / "errors.csv")
 
     if scans is not None:
-        for image in write_qc_images(folder, scans, jobs=jobs, only_missing=True):
+        for image in write_qc_images(folder, scans, jobs=jobs, only_missing=True, lung_masks=lung_masks,
+                                     mask_format=mask_format):
             if image.error:
                 notes.append(f"QC image of {image.id} not drawn: {image.error}")
 
@@ -490,7 +560,8 @@ def write_report(
         _, flag_rows = read_csv_rows(flags_path)
         flags_source = "flags.csv (written by `radiolab qc`)"
     else:
-        flag_rows = [{"id": f.id, "flag": f.flag, "detail": f.detail} for f in compute_flags(folder, jobs=jobs)]
+        computed = compute_flags(folder, jobs=jobs, lung_masks=lung_masks, mask_format=mask_format)
+        flag_rows = [{"id": f.id, "flag": f.flag, "detail": f.detail} for f in computed]
         flags_source = "computed for this report with the default bounds (run `radiolab qc` to store them)"
     flag_codes: dict[str, list[str]] = {}
     for flag in flag_rows:
@@ -498,7 +569,7 @@ def write_report(
         if flag.get("flag") not in codes:
             codes.append(flag.get("flag", ""))
 
-    figures: dict[str, str | None] = {"li": None, "classes": None}
+    figures: dict[str, str | None] = {"li": None, "classes": None, "zones": None}
     numeric = [r for r in rows if all(_number(r.get(f"{k}_pct")) is not None for k in CLASS_KEYS)]
     li = [v for v in (_number(r.get("LI_pct")) for r in rows) if v is not None]
     if li:
@@ -506,6 +577,7 @@ def write_report(
     if numeric:
         pct = np.array([[_number(r[f"{k}_pct"]) for k in CLASS_KEYS] for r in numeric])
         figures["classes"] = data_uri(figure_png(class_bars_figure([r["id"] for r in numeric], pct)))
+    figures["zones"] = _zones_section(folder, rows)
     mixture = _mixture_section(folder, notes)
 
     correlation = None

@@ -5,8 +5,11 @@ the most lung in it, of the CT in lung window (width 1500 HU, level -600 HU, so 
 is black and +150 HU white), with the five tissue classes overlaid in the colours that
 3D Slicer shows for radiolab label maps (`radiolab.io.TISSUE_SEGMENTS`), the lung-mask
 contour, a legend with each class's share and volume, and the scan's lung volume and
-lung involvement (LI). Voxels are drawn at their physical size, so anisotropic scans
-keep their true proportions.
+lung involvement (LI). A fourth panel shows the six zones (the thirds of each lung,
+`radiolab.zones`) as a diagram, patient right on the left, each zone coloured by its
+0-5 score and labelled with its LI and lesion share, with ``zonal_severity`` above it.
+Voxels are drawn at their physical size, so anisotropic scans keep their true
+proportions.
 
 Display orientation: axial slices in radiological convention (patient right on the
 image's left, anterior at the top), coronal and sagittal slices with superior at the
@@ -25,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from radiolab.errors import ParameterError
 from radiolab.io import TISSUE_SEGMENTS
 
 LUNG_WINDOW_WIDTH_HU = 1500.0
@@ -63,7 +67,7 @@ def window(volume: np.ndarray, *, width: float = LUNG_WINDOW_WIDTH_HU,
         float32 grey values.
     """
     if width <= 0:
-        raise ValueError(f"window width must be positive, got {width} HU")
+        raise ParameterError(f"window width must be positive, got {width} HU")
     low = level - width / 2.0
     return np.clip((np.asarray(volume, dtype=np.float32) - low) / width, 0.0, 1.0)
 
@@ -91,7 +95,7 @@ def overlay(grey: np.ndarray, labels: np.ndarray, *, alpha: float = 0.4,
     if grey.shape != labels.shape:
         raise ValueError(f"grey image {grey.shape} and labels {labels.shape} differ in shape")
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        raise ParameterError(f"alpha must lie in [0, 1], got {alpha}")
     table = np.zeros((256, 3), dtype=np.float32)
     opacity = np.zeros(256, dtype=np.float32)
     for value, _, colour in segments:
@@ -164,6 +168,10 @@ def _panel_size(height_mm: float, width_mm: float, height_in: float, max_ratio: 
     return width_in, height_in
 
 
+# Zone score 0-5: green (none) through yellow to dark red (> 75 % lesion).
+SCORE_COLOURS = ("#2e7d32", "#9ccc65", "#fff176", "#ffb74d", "#f4511e", "#b71c1c")
+_NO_SCORE_COLOUR = "#555555"
+
 _LABEL_BOX = {"boxstyle": "square,pad=0.15", "facecolor": "black", "alpha": 0.6, "edgecolor": "none"}
 _PANEL_LETTERS = {
     # (left, right, top, bottom) edge letters of each panel for a canonical array.
@@ -187,6 +195,7 @@ def qc_figure(
     alpha: float = 0.45,
     panel_height_in: float = 4.0,
     dpi: int = 100,
+    zones: dict[str, dict[str, Any]] | None = None,
 ):
     """Draw the QC figure of one scan.
 
@@ -216,6 +225,9 @@ def qc_figure(
         Height of the image panels, in inches.
     dpi : int
         Resolution the figure is meant to be saved at.
+    zones : dict, optional
+        Per zone of `radiolab.zones.ZONE_NAMES`: ``LI_pct``, ``lesion_pct`` and
+        ``score`` (`radiolab.zones.zone_table`); adds the zone diagram. None leaves it out.
 
     Returns
     -------
@@ -250,7 +262,8 @@ def qc_figure(
     sizes = [_panel_size(img.shape[0] * px[0], img.shape[1] * px[1], panel_height_in)
              for _, img, _, _, px, _, _ in panels]
     gap, side, top, bottom = 0.15, 0.15, 0.75, 0.7
-    fig_w = sum(w for w, _ in sizes) + gap * (len(sizes) - 1) + 2 * side
+    zone_width = 0.6 * panel_height_in if zones is not None else 0.0
+    fig_w = sum(w for w, _ in sizes) + gap * (len(sizes) - 1) + 2 * side + (zone_width + gap if zones else 0.0)
     fig_h = top + panel_height_in + bottom
     fig = Figure(figsize=(fig_w, fig_h), dpi=dpi, facecolor="black")
     FigureCanvasAgg(fig)
@@ -262,7 +275,8 @@ def qc_figure(
         extent = (0.0, cols * px[1], rows * px[0], 0.0)
         rgb = overlay(window(hu, width=window_width, level=window_level), lab, alpha=alpha)
         ax.imshow(rgb, extent=extent, interpolation="nearest", aspect="equal")
-        if msk.any() and not msk.all():
+        # A contour needs two rows and columns: a one-slice volume's side views have one.
+        if msk.any() and not msk.all() and min(msk.shape) >= 2:
             xs = (np.arange(cols) + 0.5) * px[1]
             ys = (np.arange(rows) + 0.5) * px[0]
             ax.contour(xs, ys, msk.astype(np.float32), levels=[0.5], colors=["#ff2bd6"], linewidths=0.9)
@@ -282,6 +296,10 @@ def qc_figure(
             ax.text(0.99, 0.5, r_, ha="right", va="center", **style)
             ax.text(0.5, 0.99, t_, ha="center", va="top", **style)
             ax.text(0.5, 0.01, b_, ha="center", va="bottom", **style)
+
+    if zones is not None:
+        ax = fig.add_axes((left / fig_w, bottom / fig_h, zone_width / fig_w, panel_height_in / fig_h))
+        zone_diagram(ax, zones)
 
     volume_ml = float(stats.get("lung_volume_ml", 0.0))
     li = float(stats.get("LI_pct", 0.0))
@@ -308,6 +326,40 @@ def qc_figure(
     return fig
 
 
+def zone_diagram(ax, zones: dict[str, dict[str, Any]]) -> None:
+    """Draw the six zones as a 3 x 2 grid (patient right on the left, upper on top).
+
+    Each cell is coloured by the zone's score (`SCORE_COLOURS`; grey for a zone without
+    lung) and gives its LI, lesion share (GGO + consolidation) and score; the title
+    gives ``zonal_severity``, the sum of the scores.
+    """
+    from matplotlib.patches import Rectangle
+
+    from radiolab.zones import THIRD_NAMES
+
+    total = 0
+    scored = False
+    for column, side in enumerate(("right", "left")):
+        for row, third in enumerate(THIRD_NAMES.values()):
+            entry = zones.get(f"{side}_{third}") or {}
+            score, li, lesion = entry.get("score"), entry.get("LI_pct"), entry.get("lesion_pct")
+            colour = _NO_SCORE_COLOUR if score is None else SCORE_COLOURS[int(score)]
+            ax.add_patch(Rectangle((column, 2 - row), 0.96, 0.96, facecolor=colour, edgecolor="black"))
+            if score is None:
+                text = f"{side} {third}\nno lung"
+            else:
+                total += int(score)
+                scored = True
+                text = f"{side} {third}\nLI {li:.1f} %\nlesion {lesion:.1f} %\nscore {int(score)}"
+            dark = score is not None and int(score) >= 4
+            ax.text(column + 0.48, 2 - row + 0.48, text, ha="center", va="center", fontsize=8,
+                    color="white" if dark or score is None else "black")
+    ax.set_xlim(-0.02, 2.0)
+    ax.set_ylim(-0.02, 3.0)
+    ax.set_axis_off()
+    ax.set_title(f"zones (R | L): zonal severity {total if scored else 'n/a'} / 30", color="white", fontsize=9)
+
+
 def figure_png(fig, *, dpi: int | None = None) -> bytes:
     """PNG bytes of a matplotlib figure."""
     buffer = _io.BytesIO()
@@ -321,7 +373,8 @@ def qc_path(labels_dir: str | os.PathLike[str], scan_id: str) -> Path:
 
 
 def write_qc_image(scan, labels_dir: str | os.PathLike[str], *, label_map: str = "labels",
-                   dpi: int = 100) -> Path:
+                   dpi: int = 100, lung_masks: str | os.PathLike[str] | None = None,
+                   mask_format: str | None = None) -> Path:
     """Read one scan and its outputs and write ``labels_dir/<id>_qc.png`` atomically.
 
     Parameters
@@ -336,6 +389,12 @@ def write_qc_image(scan, labels_dir: str | os.PathLike[str], *, label_map: str =
         always gives the voxel-wise figures of summary.csv.
     dpi : int
         Resolution of the PNG.
+    lung_masks : str or os.PathLike, optional
+        Folder of external lung masks (`radiolab.external_masks`): the contour and the
+        zones (with the mask's own sides and thirds where it has them) come from the
+        scan's mask there instead of ``<id>_lung.nrrd`` and the records.
+    mask_format : str, optional
+        Convention of ``lung_masks``.
 
     Returns
     -------
@@ -344,14 +403,15 @@ def write_qc_image(scan, labels_dir: str | os.PathLike[str], *, label_map: str =
     Raises
     ------
     InputError
-        If an output is missing or its shape differs from the scan's.
+        If an output is missing or its shape differs from the scan's, or the external
+        mask cannot be used (see `radiolab.external_masks.read_external_mask`).
     """
     from radiolab.errors import InputError
     from radiolab.io import atomic_path, read_volume
     from radiolab.scoring import class_volumes
 
     if label_map not in LABEL_MAPS:
-        raise ValueError(f"label_map must be one of {', '.join(LABEL_MAPS)}, got {label_map!r}")
+        raise ParameterError(f"label_map must be one of {', '.join(LABEL_MAPS)}, got {label_map!r}")
     folder = Path(labels_dir)
     labels_path = folder / f"{scan.id}_labels.nrrd"
     if not labels_path.exists():
@@ -369,16 +429,70 @@ def write_qc_image(scan, labels_dir: str | os.PathLike[str], *, label_map: str =
         _check_shape(shown_path, shown.shape, volume.array.shape)
     mask_path = folder / f"{scan.id}_lung.nrrd"
     mask = None
-    if mask_path.exists():
-        mask = read_volume(mask_path).array.astype(bool)
-        _check_shape(mask_path, mask.shape, volume.array.shape)
+    if lung_masks is not None:
+        from radiolab.external_masks import read_external_mask
+
+        external = read_external_mask(lung_masks, scan.id, volume.geometry, volume.array.shape,
+                                      mask_format=mask_format, scan_path=os.fspath(scan.path))
+        mask = external.mask
+        zones = computed_zones(labels, mask, volume.geometry, sides=external.sides, thirds=external.thirds)
+    else:
+        if mask_path.exists():
+            mask = read_volume(mask_path).array.astype(bool)
+            _check_shape(mask_path, mask.shape, volume.array.shape)
+        zones = recorded_zones(folder, scan.id)
+        if zones is None:
+            zones = computed_zones(labels, mask if mask is not None else labels > 0, volume.geometry)
     fig = qc_figure(volume.array, shown, volume.geometry.spacing, mask=mask,
-                    direction=volume.geometry.direction, stats=stats, title=scan.id, dpi=dpi)
+                    direction=volume.geometry.direction, stats=stats, title=scan.id, dpi=dpi, zones=zones)
     png = figure_png(fig, dpi=dpi)
     out = qc_path(folder, scan.id)
     with atomic_path(out) as temporary:
         Path(temporary).write_bytes(png)
     return out
+
+
+def recorded_zones(labels_dir: str | os.PathLike[str], scan_id: str) -> dict[str, dict[str, Any]] | None:
+    """The zone table of a scan from its records: scores from ``<id>_summary.json``,
+    LI and lesion share from ``<id>_phenotypes.json``; None if either is missing."""
+    import json
+
+    from radiolab.zones import LESION_LABELS, ZONE_NAMES
+
+    folder = Path(labels_dir)
+    try:
+        row = json.loads((folder / f"{scan_id}_summary.json").read_text(encoding="utf-8"))
+        phenotypes = json.loads((folder / f"{scan_id}_phenotypes.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    by_region = {r.get("region"): r for r in phenotypes if isinstance(r, dict)}
+    if not all(name in by_region and f"zone_score_{name}" in row for name in ZONE_NAMES):
+        return None
+    classes = {3: "ggo_pct", 4: "consolidation_pct"}
+    table = {}
+    for name in ZONE_NAMES:
+        region = by_region[name]
+        lesion = None
+        if region.get("LI_pct") is not None:
+            lesion = sum(region[classes[label]] or 0.0 for label in LESION_LABELS)
+        table[name] = {"LI_pct": region.get("LI_pct"), "lesion_pct": lesion, "score": row[f"zone_score_{name}"]}
+    return table
+
+
+def computed_zones(labels: np.ndarray, mask: np.ndarray, geometry, *, sides: np.ndarray | None = None,
+                   thirds: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
+    """The zone table of the labels inside ``mask``; sides default to `split_sides`,
+    thirds to `lung_thirds`."""
+    from radiolab.sides import split_sides
+    from radiolab.zones import lung_thirds, zone_table
+
+    if sides is None:
+        sides = split_sides(mask, geometry.spacing, direction=geometry.direction)
+    if thirds is None:
+        thirds = lung_thirds(mask, direction=geometry.direction)
+    inside = mask.astype(bool, copy=False)
+    return zone_table(np.where(inside, labels, 0).astype(np.uint8), np.where(inside, sides, 0).astype(np.uint8),
+                      np.where(inside, thirds, 0).astype(np.uint8))
 
 
 def _check_shape(path, shape, expected) -> None:
@@ -409,14 +523,16 @@ def resolve_scans(scans: Any) -> list:
 
 
 class _QCTask:
-    def __init__(self, labels_dir: str, label_map: str, dpi: int):
+    def __init__(self, labels_dir: str, label_map: str, dpi: int, lung_masks=None, mask_format=None):
         self.labels_dir, self.label_map, self.dpi = labels_dir, label_map, dpi
+        self.lung_masks, self.mask_format = lung_masks, mask_format
 
     def __call__(self, scan) -> QCImage:
         from radiolab.errors import RadiolabError
 
         try:
-            path = write_qc_image(scan, self.labels_dir, label_map=self.label_map, dpi=self.dpi)
+            path = write_qc_image(scan, self.labels_dir, label_map=self.label_map, dpi=self.dpi,
+                                  lung_masks=self.lung_masks, mask_format=self.mask_format)
         except (RadiolabError, ValueError, OSError, RuntimeError, MemoryError) as error:
             text = str(error) or type(error).__name__
             return QCImage(scan.id, None, text if os.fspath(scan.path) in text else f"{scan.path}: {text}")
@@ -431,6 +547,8 @@ def write_qc_images(
     label_map: str = "labels",
     dpi: int = 100,
     only_missing: bool = False,
+    lung_masks: str | os.PathLike[str] | None = None,
+    mask_format: str | None = None,
 ) -> list[QCImage]:
     """Write ``<id>_qc.png`` into ``labels_dir`` for every scan that has labels there.
 
@@ -451,6 +569,8 @@ def write_qc_images(
         Resolution of the PNGs.
     only_missing : bool
         Skip scans whose QC image already exists.
+    lung_masks, mask_format : optional
+        External lung masks (see `write_qc_image`).
 
     Returns
     -------
@@ -467,11 +587,12 @@ def write_qc_images(
     if not Path(labels_dir).is_dir():
         raise InputError(labels_dir, "labels folder does not exist")
     if jobs < 1:
-        raise ValueError(f"jobs must be at least 1, got {jobs}")
+        raise ParameterError(f"jobs must be at least 1, got {jobs}")
     items = sorted(resolve_scans(scans), key=lambda s: s.id)
     if only_missing:
         items = [s for s in items if not qc_path(labels_dir, s.id).exists()]
-    task = _QCTask(os.fspath(labels_dir), label_map, dpi)
+    task = _QCTask(os.fspath(labels_dir), label_map, dpi,
+                   None if lung_masks is None else os.fspath(lung_masks), mask_format)
     if jobs == 1 or len(items) <= 1:
         return [task(scan) for scan in items]
     from joblib import Parallel, delayed

@@ -7,7 +7,6 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-from radiolab import __version__
 from radiolab.lung import settings_for
 from radiolab.mixture import TissueMixture
 
@@ -32,6 +31,18 @@ class SegmentConfig:
         Edge of the median window, in voxels.
     threshold_hu, opening, min_island, closing_radii : optional
         Lung-mask overrides, in the preset's units.
+    lung_masks : str, optional
+        Folder of external lung masks used instead of computed ones
+        (`radiolab.external_masks`); their content hash enters each scan's input hash.
+    mask_format : str, optional
+        Convention of the external masks (`radiolab.external_masks.MASK_FORMATS`);
+        None detects what is unambiguous.
+    lung_tuning : tuple of (str, float), optional
+        Overrides of the default preset's real-CT steps by field name
+        (`radiolab.chest_tuning.ChestTuning`), in its units.
+    dicom_seg : bool
+        Also write ``<id>_labels.seg.dcm`` for scans read directly from a DICOM series
+        (it carries the source's patient and study modules).
     """
 
     preset: str = "default"
@@ -47,10 +58,15 @@ class SegmentConfig:
     min_island: float | None = None
     closing_radii: tuple[float, ...] | None = None
     compression_level: int = 1
+    lung_masks: str | None = None
+    mask_format: str | None = None
+    dicom_seg: bool = False
+    lung_tuning: tuple[tuple[str, float], ...] | None = None
 
     def lung_settings(self):
         return settings_for(self.preset, threshold_hu=self.threshold_hu, opening=self.opening,
-                            min_island=self.min_island, closing_radii=self.closing_radii)
+                            min_island=self.min_island, closing_radii=self.closing_radii,
+                            **dict(self.lung_tuning or ()))
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -64,20 +80,45 @@ class SegmentConfig:
         kwargs = {key: value for key, value in data.items() if key in names}
         if kwargs.get("closing_radii") is not None:
             kwargs["closing_radii"] = tuple(kwargs["closing_radii"])
+        if kwargs.get("lung_tuning") is not None:
+            kwargs["lung_tuning"] = tuple((str(k), v) for k, v in kwargs["lung_tuning"])
         return cls(**kwargs)
 
     def mask_key(self) -> str:
-        """Hash of everything the lung mask and histogram depend on."""
-        return stable_hash({"lung": self.lung_settings().to_json(), "backend": self.backend, "version": __version__})
+        """Hash of everything the lung mask and histogram depend on (settings and the
+        ``lung_mask`` algorithm version)."""
+        settings: dict[str, Any] = {"lung": self.lung_settings().to_json(), "backend": self.backend,
+                                    "algorithm": _version("lung_mask")}
+        if self.lung_masks is not None:  # the masks' content is in the input hash, not their folder
+            settings = {"external_mask_format": self.mask_format, "clip_hu": self.lung_settings().clip_hu}
+        return stable_hash(settings)
 
     def fit_key(self) -> str:
         """Hash of everything the pooled fit depends on besides the histograms."""
-        return stable_hash({"mask": self.mask_key(), "seed": self.seed, "n_init": self.n_init, "tol": self.tol})
+        return stable_hash({"mask": self.mask_key(), "seed": self.seed, "n_init": self.n_init, "tol": self.tol,
+                            "algorithm": _version("mixture_fit")})
 
     def label_key(self, mixture: TissueMixture) -> str:
         """Hash of everything a scan's label maps depend on besides its input file."""
-        return stable_hash({"mask": self.mask_key(), "mixture": mixture.to_json(), "median_size": self.median_size,
-                      "backend": self.backend, "version": __version__})
+        key = {"mask": self.mask_key(), "mixture": mixture.to_json(), "median_size": self.median_size,
+               "backend": self.backend, "algorithm": _version("labels")}
+        if self.dicom_seg:  # only then, so that keys of runs without a SEG stay as they were
+            key["dicom_seg"] = True
+        return stable_hash(key)
+
+
+def _version(step: str) -> int:
+    # The stage registry imports this module, so it is looked up when a key is made.
+    from radiolab.pipeline import algorithm_version
+
+    return algorithm_version(step)
+
+
+def algorithm_versions() -> dict[str, int]:
+    """The algorithm versions of the segment steps (recorded in every output)."""
+    from radiolab.pipeline import algorithm_versions as of_stage
+
+    return of_stage("segment")
 
 
 def stable_hash(data: Any) -> str:

@@ -18,12 +18,13 @@ class ScanInput:
     id: str
     path: str
     series: Any = None  # radiolab.dicom.SeriesInfo when the scan is a DICOM series
+    allow_gaps: bool = False  # interpolate across gaps in a DICOM series' slice positions
 
     def read(self) -> Volume:
         if self.series is not None:
             from radiolab.dicom import read_series
 
-            return read_series(self.series)
+            return read_series(self.series, allow_gaps=self.allow_gaps)
         return read_volume(self.path)
 
     def files(self) -> list[str]:
@@ -97,8 +98,12 @@ def _detached_data_files(path: str) -> list[str]:
     return []
 
 
-def find_inputs(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> tuple[list[ScanInput], list[tuple[str, str]]]:
+def find_inputs(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, assume_ct: bool = False,
+                allow_gaps: bool = False) -> tuple[list[ScanInput], list[tuple[str, str]]]:
     """Scans named by files or found in folders (volume files and DICOM series).
+
+    ``assume_ct`` and ``allow_gaps`` are passed to the DICOM reader
+    (`radiolab.dicom.find_series`, `radiolab.dicom.read_series`).
 
     Returns
     -------
@@ -122,7 +127,7 @@ def find_inputs(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
             continue
         if not os.path.isdir(path):
             raise InputError(path, "no such file or folder")
-        found = _scan_folder(path, scans, skipped)
+        found = _scan_folder(path, scans, skipped, assume_ct=assume_ct, allow_gaps=allow_gaps)
         if not found:
             reasons = "; ".join(f"{p}: {r}" for p, r in skipped[-3:])
             raise InputError(path, "no scans found (no NRRD, NIfTI, MHA/MHD file and no DICOM CT series)"
@@ -135,7 +140,8 @@ def find_inputs(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
     return scans, skipped
 
 
-def _scan_folder(folder: str, scans: list[ScanInput], skipped: list[tuple[str, str]]) -> int:
+def _scan_folder(folder: str, scans: list[ScanInput], skipped: list[tuple[str, str]], *,
+                 assume_ct: bool = False, allow_gaps: bool = False) -> int:
     before = len(scans)
     other_files = False
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
@@ -148,8 +154,8 @@ def _scan_folder(folder: str, scans: list[ScanInput], skipped: list[tuple[str, s
     if other_files:
         from radiolab.dicom import find_series
 
-        series, series_skipped = find_series(folder)
+        series, series_skipped = find_series(folder, assume_ct=assume_ct)
         for info in series:
-            scans.append(ScanInput(info.name, str(info.folder), info))
+            scans.append(ScanInput(info.name, str(info.folder), info, allow_gaps=allow_gaps))
         skipped.extend((str(item.source), item.reason) for item in series_skipped)
     return len(scans) - before

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from radiolab.io import write_json_atomic
 from radiolab.mixture import Histogram, TissueMixture, fit_mixture, load_mixture
-from radiolab.segment.config import SegmentConfig
+from radiolab.segment.config import SegmentConfig, algorithm_versions
 from radiolab.segment.records import histogram_key, read_json_record
 
 
@@ -61,8 +61,10 @@ def fit_pooled(pooled: PooledHistogram, config: SegmentConfig) -> TissueMixture:
 
     Raises
     ------
+    FitError
+        If the pooled lungs hold too few distinct HU values.
     ValueError
-        If nothing was pooled or there are too few distinct HU values.
+        If nothing was pooled (a caller's mistake).
     """
     from threadpoolctl import threadpool_limits
 
@@ -79,6 +81,7 @@ def mixture_record(mixture: TissueMixture, config: SegmentConfig, pooled: Pooled
     record["scans"] = sorted(pooled.keys)
     record["segment_config"] = config.to_json()
     record["fit_key"] = config.fit_key()
+    record["algorithm_versions"] = algorithm_versions()
     record["histograms"] = {i: pooled.keys[i] for i in sorted(pooled.keys)}
     return json.loads(json.dumps(record))
 

@@ -19,18 +19,21 @@ import numpy as np
 from radiolab import __version__
 from radiolab.io import read_header, write_json_atomic
 from radiolab.mixture import Histogram
-from radiolab.segment.config import SegmentConfig
+from radiolab.segment.config import SegmentConfig, algorithm_versions
 
 OUTPUT_SUFFIXES = {
     "lung": "_lung.nrrd",
+    "sides": "_sides.nrrd",
+    "airways": "_airways.nrrd",
     "labels": "_labels.nrrd",
     "median": "_labels_median.nrrd",
     "histogram": "_hist.json",
+    "phenotypes": "_phenotypes.json",
     "row": "_summary.json",
     "error": "_error.json",
 }
 # Files of the whole run (not per scan).
-RUN_FILES = ("gmm.json", "summary.csv", "errors.csv")
+RUN_FILES = ("gmm.json", "summary.csv", "phenotypes.csv", "errors.csv")
 
 
 @dataclass
@@ -45,13 +48,18 @@ def output_paths(out_dir: str | os.PathLike[str], scan_id_: str) -> dict[str, Pa
     return {key: out / f"{scan_id_}{suffix}" for key, suffix in OUTPUT_SUFFIXES.items()}
 
 
-def provenance_fields(config: SegmentConfig, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def provenance_fields(config: SegmentConfig, extra: dict[str, Any] | None = None, *,
+                      steps: tuple[str, ...] = ("lung_mask", "mixture_fit", "labels")) -> dict[str, Any]:
+    """Header fields of an output: version, settings, and the algorithm versions of the
+    ``steps`` it depends on."""
+    versions = algorithm_versions()
     fields = {
         "radiolab_version": __version__,
         "radiolab_preset": config.preset,
         "radiolab_backend": config.backend,
         "radiolab_model": config.model,
         "radiolab_parameters": json.dumps(config.to_json(), sort_keys=True),
+        "radiolab_algorithm_versions": json.dumps({step: versions[step] for step in steps}, sort_keys=True),
     }
     fields.update(extra or {})
     return fields
@@ -90,7 +98,8 @@ def histogram_record(scan_id_: str, config: SegmentConfig, histogram: Histogram,
     return {
         "id": scan_id_, "input_hash": input_hash, "mask_key": config.mask_key(),
         "histogram": histogram.to_json(), "voxel_volume_ml": voxel_volume_ml,
-        "radiolab_version": __version__, "config": config.to_json(),
+        "radiolab_version": __version__, "algorithm_versions": {"lung_mask": algorithm_versions()["lung_mask"]},
+        "config": config.to_json(),
     }
 
 
@@ -102,7 +111,9 @@ def current_histogram(paths: Mapping[str, Path], config: SegmentConfig, input_ha
     """
     record = read_json_record(paths["histogram"])
     if (record is None or record.get("input_hash") != input_hash or record.get("mask_key") != config.mask_key()
-            or not paths["lung"].is_file()):
+            or not paths["lung"].is_file()
+            or (config.lung_masks is None and config.lung_settings().chest is not None
+                and not paths["sides"].is_file())):
         return None
     try:
         histogram = Histogram.from_json(record["histogram"])
@@ -117,7 +128,7 @@ def current_histogram(paths: Mapping[str, Path], config: SegmentConfig, input_ha
 def current_row(paths: Mapping[str, Path], input_hash: str, label_key: str) -> dict[str, Any] | None:
     """The recorded summary row if step 2's outputs exist and match input and settings."""
     row = read_json_record(paths["row"])
-    if row is None:
+    if row is None or not paths["phenotypes"].is_file():
         return None
     for key in ("labels", "median"):
         try:

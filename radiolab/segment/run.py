@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from radiolab.errors import InputError
+from radiolab.errors import InputError, RadiolabError
 from radiolab.executors import DEFAULT_ATTEMPTS, Executor, make_executor, parse_shard, shard_items
 from radiolab.io import remove_partial_writes
+from radiolab.log import scan_logger
 from radiolab.mixture import Histogram, TissueMixture
 from radiolab.segment.config import SegmentConfig
 from radiolab.segment.inputs import ScanInput
@@ -105,7 +106,7 @@ def segment_cohort(
     executor : Executor, optional
         An executor to use instead of making one from the options above (not closed).
     progress : bool
-        Show progress bars.
+        Show progress bars (only when stderr is a terminal).
 
     Returns
     -------
@@ -151,6 +152,7 @@ def _segment(scans, out: Path, config: SegmentConfig, mixture: TissueMixture | N
         scan = scans[index]
         result, error = _unpack(scan, "lung_mask", outcome)
         if error is not None:
+            _log_failure(error)
             report.errors.append(error)
             record_error(out, error)
             continue
@@ -170,9 +172,10 @@ def _segment(scans, out: Path, config: SegmentConfig, mixture: TissueMixture | N
         else:
             try:
                 mixture = pooled_mixture(out, config, pooled, force=force)
-            except ValueError as error:
+            except RadiolabError as error:
                 for scan, _ in survivors:
                     report.errors.append(ScanError(scan.id, "fit", f"pooled mixture fit failed: {error}"))
+                    _log_failure(report.errors[-1])
                 survivors = []
     report.mixture = mixture
     items = [(scan, result.volume, result.mask, result.input_hash) for scan, result in survivors]
@@ -184,15 +187,23 @@ def _segment(scans, out: Path, config: SegmentConfig, mixture: TissueMixture | N
     for (scan, masked_result), outcome in zip(survivors, labelled):
         result, error = _unpack(scan, "labels", outcome)
         if error is not None:
+            _log_failure(error)
             report.errors.append(error)
             record_error(out, error)
             continue
         row, skipped = result
         report.rows.append(row)
-        (report.skipped if skipped and masked_result.skipped else report.done).append(scan.id)
+        up_to_date = skipped and masked_result.skipped
+        (report.skipped if up_to_date else report.done).append(scan.id)
+        scan_logger(__name__, scan.id).info("%s: lung %.1f mL, LI %.2f %%", "up to date" if up_to_date else "labelled",
+                                            row["lung_volume_ml"], row["LI_pct"])
     if not sharded:
         write_summary(out, report)
     return report
+
+
+def _log_failure(error: ScanError) -> None:
+    scan_logger(__name__, error.id).warning("failed [%s]: %s", error.stage, error.message)
 
 
 def fit_cohort(

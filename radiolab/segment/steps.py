@@ -6,20 +6,184 @@ Module-level functions, so that worker processes can run them.
 from __future__ import annotations
 
 import json
+import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from radiolab.dicom.convert import scan_columns, scan_header_fields
 from radiolab.errors import InputError
-from radiolab.io import LUNG_SEGMENTS, Volume, read_volume, slicer_segment_fields, write_json_atomic, write_volume
-from radiolab.lung import kernel_threads, lung_mask
+from radiolab.external_masks import LungMasks, find_mask, mask_content_hash, read_external_mask
+from radiolab.io import (AIRWAY_SEGMENTS, LUNG_SEGMENTS, SIDE_SEGMENTS, Volume, read_volume, slicer_segment_fields,
+                         write_json_atomic, write_volume)
+from radiolab.lung import kernel_threads, lung_mask, lung_volume_ml
+from radiolab.lung_segmentation import segment_lungs
 from radiolab.mixture import TissueMixture, label_tissue, lung_histogram
-from radiolab.scoring import summary_row
+from radiolab.scoring import scan_tables
 from radiolab.segment.config import SegmentConfig
 from radiolab.segment.inputs import ScanInput
+from radiolab.segment.config import stable_hash
 from radiolab.segment.records import histogram_record, output_paths, provenance_fields, unlink_if_present
+
+
+def scan_input_hash(scan: ScanInput, config: SegmentConfig) -> str:
+    """The scan's content hash, combined with its external mask's when ``config.lung_masks`` is set."""
+    content = scan.content_hash()
+    if config.lung_masks is None:
+        return content
+    mask = mask_content_hash(find_mask(config.lung_masks, scan.id), config.mask_format)
+    return stable_hash({"scan": content, "lung_mask": mask})
+
+
+def external_masks(scan: ScanInput, config: SegmentConfig, volume: Volume) -> LungMasks:
+    """The scan's external mask on its grid (`radiolab.external_masks.read_external_mask`)."""
+    return read_external_mask(config.lung_masks, scan.id, volume.geometry, volume.array.shape,
+                              mask_format=config.mask_format, scan_path=scan.path)
+
+
+def _mask_provenance(external: LungMasks) -> dict[str, str]:
+    return {"radiolab_lung_mask_files": json.dumps(list(external.paths)),
+            "radiolab_lung_mask_format": external.mask_format,
+            "radiolab_lung_mask_hash": external.content_hash}
 from radiolab.smoothing import median_labels
+
+LOG = logging.getLogger("radiolab.segment")
+
+
+def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: bool = False,
+              input_hash: str | None = None):
+    """Map step 1: read the scan, segment the lungs, write the mask and histogram.
+
+    ``<id>_hist.json``, the step's record, is deleted first and written last, after
+    ``<id>_lung.nrrd``; it holds the histogram, the input hash and the mask key.
+
+    Parameters
+    ----------
+    input_hash : str, optional
+        `ScanInput.content_hash` of the scan, if already computed.
+
+    Returns ``(histogram, volume, mask)``; volume and mask are None unless ``keep``.
+    """
+    paths = output_paths(out_dir, scan.id)
+    unlink_if_present(paths["histogram"])
+    if input_hash is None:
+        input_hash = scan_input_hash(scan, config)
+    volume = scan.read()
+    spacing = volume.geometry.spacing
+    settings = config.lung_settings()
+    extra = {"radiolab_input_hash": input_hash}
+    if config.lung_masks is not None:
+        external = external_masks(scan, config, volume)
+        mask = external.mask
+        extra.update(_mask_provenance(external))
+        unlink_if_present(paths["sides"])
+        unlink_if_present(paths["airways"])
+    elif settings.chest is not None:
+        mask = _segment_sides(volume, paths, config, settings, input_hash)
+    else:
+        mask = lung_mask(volume.array, spacing, preset=config.preset, backend=config.backend,
+                         threshold_hu=settings.threshold_hu, opening=settings.opening,
+                         min_island=settings.min_island, closing_radii=settings.closing_radii)
+        unlink_if_present(paths["sides"])
+        unlink_if_present(paths["airways"])
+    histogram = lung_histogram(volume.array, mask, clip_hu=settings.clip_hu)
+    write_volume(paths["lung"], mask.view(np.uint8), volume.geometry,
+                 fields={**slicer_segment_fields(mask.shape, LUNG_SEGMENTS), **scan_header_fields(volume),
+                         **provenance_fields(config, extra, steps=("lung_mask",))},
+                 compression_level=config.compression_level)
+    write_json_atomic(paths["histogram"], histogram_record(scan.id, config, histogram,
+                                                       volume.geometry.voxel_volume_ml, input_hash))
+    if keep:
+        return histogram, volume, mask
+    return histogram, None, None
+
+
+def _segment_sides(volume: Volume, paths, config: SegmentConfig, settings, input_hash: str) -> np.ndarray:
+    """Default preset: lung mask, ``<id>_sides.nrrd`` and (when found) ``<id>_airways.nrrd``."""
+    result = segment_lungs(volume.array, volume.geometry.spacing, settings, direction=volume.geometry.direction)
+    for note in result.notes:
+        LOG.info("%s: %s", paths["lung"].name.removesuffix("_lung.nrrd"), note)
+    provenance = provenance_fields(config, {"radiolab_input_hash": input_hash})
+    write_volume(paths["sides"], result.sides, volume.geometry,
+                 fields={**slicer_segment_fields(result.sides.shape, SIDE_SEGMENTS), **provenance},
+                 compression_level=config.compression_level)
+    if result.airways is None:
+        unlink_if_present(paths["airways"])
+    else:
+        write_volume(paths["airways"], result.airways.view(np.uint8), volume.geometry,
+                     fields={**slicer_segment_fields(result.airways.shape, AIRWAY_SEGMENTS), **provenance},
+                     compression_level=config.compression_level)
+    return result.mask
+
+
+def label_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, mixture: TissueMixture,
+               volume: Volume | None = None, mask: np.ndarray | None = None, *,
+               input_hash: str | None = None) -> dict[str, Any]:
+    """Map step 2: label the lung voxels, median-filter, write label maps, summarise.
+
+    ``<id>_summary.json``, the step's record, is deleted first and written last, after
+    ``<id>_phenotypes.json`` (the scan's rows of ``phenotypes.csv``); the label maps
+    carry the input hash and the label key in their headers. With external masks, their
+    sides, lobes and thirds are used where they have them.
+    """
+    paths = output_paths(out_dir, scan.id)
+    unlink_if_present(paths["row"])
+    if input_hash is None:
+        input_hash = scan_input_hash(scan, config)
+    if volume is None:
+        volume = scan.read()
+    if mask is None:
+        mask = read_volume(paths["lung"]).array.astype(bool)
+        if mask.shape != volume.array.shape:
+            raise InputError(paths["lung"], f"mask shape {mask.shape} differs from the scan's {volume.array.shape}")
+    settings = config.lung_settings()
+    labels = label_tissue(volume.array, mask, mixture, clip_hu=settings.clip_hu, backend=config.backend)
+    segment_fields = slicer_segment_fields(labels.shape)
+    provenance = scan_header_fields(volume) | provenance_fields(config, {"radiolab_mixture": json.dumps(mixture.to_json(), sort_keys=True),
+                                      "radiolab_input_hash": input_hash,
+                                      "radiolab_label_key": config.label_key(mixture)})
+    # Each map is compressed and written in a thread (ISA-L and the file writes release
+    # the GIL) while the median and the tables are computed.
+    with _writer() as writer:
+        written = [writer.submit(write_volume, paths["labels"], labels, volume.geometry,
+                                 fields={**segment_fields, **provenance}, compression_level=config.compression_level)]
+        smoothed = median_labels(labels, size=config.median_size, backend=config.backend)
+        written.append(writer.submit(write_volume, paths["median"], smoothed, volume.geometry,
+                                     fields={**segment_fields, **provenance,
+                                             "radiolab_median_size": str(config.median_size)},
+                                     compression_level=config.compression_level))
+        row = _tables(scan, out_dir, config, volume, mask, labels, paths, settings)
+        for future in written:
+            future.result()
+    write_json_atomic(paths["row"], row)
+    return row
+
+
+def _tables(scan, out_dir, config, volume, mask, labels, paths, settings) -> dict[str, Any]:
+    """The scan's phenotype rows (written) and its summary row (returned)."""
+    regions: dict[str, Any] = {}
+    airway_ml = None
+    if config.lung_masks is not None:
+        external = external_masks(scan, config, volume)
+        regions = {"sides": external.sides, "lobes": external.lobes, "thirds": external.thirds}
+    elif settings.chest is not None and paths["sides"].is_file():
+        sides = read_volume(paths["sides"]).array
+        if sides.shape != mask.shape:
+            raise InputError(paths["sides"], f"sides shape {sides.shape} differs from the scan's {mask.shape}")
+        regions = {"sides": sides}
+        airway_ml = 0.0
+        if paths["airways"].is_file():
+            airway_ml = lung_volume_ml(read_volume(paths["airways"]).array.astype(bool), volume.geometry.spacing)
+    summary, phenotypes = scan_tables(labels, volume.array, mask, volume.geometry.spacing,
+                                      direction=volume.geometry.direction, **regions)
+    write_json_atomic(paths["phenotypes"], [{"id": scan.id, **r} for r in phenotypes])
+    row = {"id": scan.id, **summary, **scan_columns(volume)}
+    if config.lung_masks is None and settings.chest is not None:
+        row["airway_volume_ml"] = airway_ml
+    if config.dicom_seg:
+        row["dicom_seg"] = _write_dicom_seg(scan, out_dir, volume, labels, mask)
+    return row
 
 
 class _InlineWriter:
@@ -44,82 +208,15 @@ def _writer():
     return _InlineWriter() if kernel_threads() == 1 else ThreadPoolExecutor(2)
 
 
-def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: bool = False,
-              input_hash: str | None = None, volume: Volume | None = None):
-    """Map step 1: read the scan, segment the lungs, write the mask and histogram.
+def _write_dicom_seg(scan: ScanInput, out_dir: str, volume: Volume, labels: np.ndarray, mask: np.ndarray) -> str:
+    """Write ``<id>_labels.seg.dcm`` if the scan allows one; the summary's ``dicom_seg`` entry."""
+    from pathlib import Path
 
-    ``<id>_hist.json``, the step's record, is deleted first and written last, after
-    ``<id>_lung.nrrd``; it holds the histogram, the input hash and the mask key.
+    from radiolab.dicom.seg import seg_refusal, write_dicom_seg
 
-    Parameters
-    ----------
-    input_hash : str, optional
-        `ScanInput.content_hash` of the scan, if already computed.
-    volume : Volume, optional
-        The scan, if already read.
-
-    Returns ``(histogram, volume, mask)``; volume and mask are None unless ``keep``.
-    """
-    paths = output_paths(out_dir, scan.id)
-    unlink_if_present(paths["histogram"])
-    if input_hash is None:
-        input_hash = scan.content_hash()
-    if volume is None:
-        volume = scan.read()
-    spacing = volume.geometry.spacing
-    settings = config.lung_settings()
-    mask = lung_mask(volume.array, spacing, preset=config.preset, backend=config.backend,
-                     threshold_hu=settings.threshold_hu, opening=settings.opening,
-                     min_island=settings.min_island, closing_radii=settings.closing_radii)
-    histogram = lung_histogram(volume.array, mask, clip_hu=settings.clip_hu)
-    write_volume(paths["lung"], mask.view(np.uint8), volume.geometry,
-                 fields={**slicer_segment_fields(mask.shape, LUNG_SEGMENTS),
-                         **provenance_fields(config, {"radiolab_input_hash": input_hash})},
-                 compression_level=config.compression_level)
-    write_json_atomic(paths["histogram"], histogram_record(scan.id, config, histogram,
-                                                       volume.geometry.voxel_volume_ml, input_hash))
-    if keep:
-        return histogram, volume, mask
-    return histogram, None, None
-
-
-def label_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, mixture: TissueMixture,
-               volume: Volume | None = None, mask: np.ndarray | None = None, *,
-               input_hash: str | None = None) -> dict[str, Any]:
-    """Map step 2: label the lung voxels, median-filter, write label maps, summarise.
-
-    ``<id>_summary.json``, the step's record, is deleted first and written last; the
-    label maps carry the input hash and the label key in their headers.
-    """
-    paths = output_paths(out_dir, scan.id)
-    unlink_if_present(paths["row"])
-    if input_hash is None:
-        input_hash = scan.content_hash()
-    if volume is None:
-        volume = scan.read()
-    if mask is None:
-        mask = read_volume(paths["lung"]).array.astype(bool)
-        if mask.shape != volume.array.shape:
-            raise InputError(paths["lung"], f"mask shape {mask.shape} differs from the scan's {volume.array.shape}")
-    settings = config.lung_settings()
-    labels = label_tissue(volume.array, mask, mixture, clip_hu=settings.clip_hu, backend=config.backend)
-    segment_fields = slicer_segment_fields(labels.shape)
-    provenance = provenance_fields(config, {"radiolab_mixture": json.dumps(mixture.to_json(), sort_keys=True),
-                                      "radiolab_input_hash": input_hash,
-                                      "radiolab_label_key": config.label_key(mixture)})
-    # Each map is compressed and written in a thread (ISA-L and the file writes release
-    # the GIL) while the median and the summary row are computed.
-    with _writer() as writer:
-        written = [writer.submit(write_volume, paths["labels"], labels, volume.geometry,
-                                 fields={**segment_fields, **provenance}, compression_level=config.compression_level)]
-        smoothed = median_labels(labels, size=config.median_size, backend=config.backend)
-        written.append(writer.submit(write_volume, paths["median"], smoothed, volume.geometry,
-                                     fields={**segment_fields, **provenance,
-                                             "radiolab_median_size": str(config.median_size)},
-                                     compression_level=config.compression_level))
-        row = {"id": scan.id, **summary_row(labels, volume.array, mask, volume.geometry.spacing,
-                                            direction=volume.geometry.direction)}
-        for future in written:
-            future.result()
-    write_json_atomic(paths["row"], row)
-    return row
+    reason = seg_refusal(scan.series, resampled=bool(volume.meta.get("resampled")))
+    if reason is not None:
+        return f"not written: {reason}"
+    path = Path(out_dir) / f"{scan.id}_labels.seg.dcm"
+    write_dicom_seg(path, scan.series, labels, mask)
+    return path.name

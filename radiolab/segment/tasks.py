@@ -1,4 +1,10 @@
-"""Tasks an executor runs per scan: skip what is up to date, turn input errors into records."""
+"""Tasks an executor runs per scan: skip what is up to date, turn input errors into records.
+
+Only radiolab's own errors (`RadiolabError`: bad input, no lung, bad parameters) are
+records of the scan's step. Anything else (an I/O error, out of memory, a dead worker,
+a bug in radiolab) is raised, retried by the executor and, if it persists, recorded with
+stage ``internal`` and logged with its traceback: the batch completes either way.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from radiolab._malloc import release_freed_memory_promptly
 from radiolab.errors import InputError, RadiolabError
 from radiolab.executors import TaskFailure
 from radiolab.io import Volume, remove_partial_writes
-from radiolab.lung import kernel_threads
+from radiolab.log import scan_logger
 from radiolab.mixture import Histogram
 from radiolab.segment import steps
 from radiolab.segment.inputs import ScanInput
@@ -20,7 +26,9 @@ from radiolab.segment.records import ScanError, current_histogram, current_row, 
 
 # Errors that retrying cannot cure: bad input, no lung, bad parameters. Anything else
 # (I/O errors, out of memory, a bug) propagates so that the executor tries again.
-FINAL_ERRORS = (RadiolabError, ValueError)
+FINAL_ERRORS = (RadiolabError,)
+# Stage of the record of a scan whose task crashed (not an input error).
+INTERNAL_STAGE = "internal"
 
 
 def _run_step(step: str, function: Callable, scan: ScanInput, *args, **kwargs):
@@ -35,15 +43,9 @@ def _run_step(step: str, function: Callable, scan: ScanInput, *args, **kwargs):
         return None, ScanError(scan.id, step, _describe(scan, error))
 
 
-def _describe(scan: ScanInput, error: BaseException | TaskFailure) -> str:
-    if isinstance(error, TaskFailure):
-        return f"{scan.path}: {error}"
+def _describe(scan: ScanInput, error: RadiolabError) -> str:
     text = str(error) or type(error).__name__
-    if isinstance(error, InputError):
-        return text
-    if isinstance(error, MemoryError):
-        text = "out of memory"
-    return f"{scan.path}: {text}"
+    return text if isinstance(error, InputError) else f"{scan.path}: {text}"
 
 
 @dataclass
@@ -68,30 +70,14 @@ class _MaskTask:
         paths = output_paths(self.out_dir, scan.id)
         for path in paths.values():
             remove_partial_writes(path)
-        volume = None
-        if self.force or not paths["histogram"].is_file():
-            # Nothing to reuse: hash the input file while it is decoded.
-            input_hash, volume = _hash_while_reading(scan)
-        else:
-            input_hash = scan.content_hash()
+        input_hash = steps.scan_input_hash(scan, self.config)
+        if not self.force:
             histogram = current_histogram(paths, self.config, input_hash)
             if histogram is not None:
                 return MaskOutcome(histogram, input_hash, skipped=True)
         histogram, volume, mask = steps.mask_scan(scan, self.out_dir, self.config, keep=self.keep,
-                                                  input_hash=input_hash, volume=volume)
+                                                  input_hash=input_hash)
         return MaskOutcome(histogram, input_hash, skipped=False, volume=volume, mask=mask)
-
-
-def _hash_while_reading(scan: ScanInput) -> tuple[str, Volume]:
-    """`ScanInput.content_hash` in a thread (hashlib releases the GIL) while the scan is read."""
-    if kernel_threads() == 1:
-        return scan.content_hash(), scan.read()
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as pool:
-        hashing = pool.submit(scan.content_hash)
-        volume = scan.read()
-        return hashing.result(), volume
 
 
 class _LabelTask:
@@ -106,7 +92,7 @@ class _LabelTask:
 
     def _label(self, scan, volume, mask, input_hash):
         paths = output_paths(self.out_dir, scan.id)
-        for key in ("labels", "median", "row"):  # left by a worker that died in this step
+        for key in ("labels", "median", "phenotypes", "row"):  # left by a worker that died in this step
             remove_partial_writes(paths[key])
         if not self.force:
             row = current_row(paths, input_hash, self.config.label_key(self.mixture))
@@ -117,5 +103,7 @@ class _LabelTask:
 
 def _unpack(scan: ScanInput, step: str, outcome) -> tuple[Any, ScanError | None]:
     if isinstance(outcome, TaskFailure):
-        return None, ScanError(scan.id, step, _describe(scan, outcome))
+        scan_logger(__name__, scan.id).error("%s: %s crashed: %s\n%s", scan.path, step, outcome,
+                                             outcome.traceback.rstrip() or "(no traceback: the worker process died)")
+        return None, ScanError(scan.id, INTERNAL_STAGE, f"{scan.path}: {step} crashed: {outcome}")
     return outcome

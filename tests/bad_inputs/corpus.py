@@ -411,12 +411,74 @@ def dicom_missing_slice(folder) -> Case:
     folder = _folder(Path(folder) / "missing_slice")
     write_ct_series(folder, axial_positions([0.0, 5.0, 10.0, 20.0, 25.0]))
     return Case("dicom_missing_slice", (folder,),
-                "uneven slice spacing: gap of 10.0 mm between z=10.0 and z=20.0 mm, nominal 5.0 mm "
-                "(about 1 slice missing)", "dicom", ACCEPT,
-                reason="one lost slice still leaves a usable scan; it is stacked at the nominal step and "
-                       "the warning (gap in mm, positions, slices missing) is printed and written into the "
-                       "NRRD header (radiolab_warnings)",
-                extra={"shape": (5, 128, 128)})
+                "gap of 10.0 mm between z=10.0 and z=20.0 mm (slices around it 5.0 mm apart, "
+                "about 1 slice missing)", "dicom",
+                reason="stacking slices across a gap at one step puts every slice past it in the wrong "
+                       "place and makes every volume in mL wrong; `--allow-gaps` interpolates across it "
+                       "instead and notes how many mm were interpolated")
+
+
+def dicom_uneven_spacing(folder) -> Case:
+    """Slice steps of 5 and 2 mm (overlapping reconstructions, a changed increment)."""
+    folder = _folder(Path(folder) / "uneven_spacing")
+    write_ct_series(folder, axial_positions([0.0, 5.0, 10.0, 12.0, 17.0]))
+    return Case("dicom_uneven_spacing", (folder,),
+                "uneven slice spacing (steps 2.0, 5.0 mm): resampled to 10 slices at 1.889 mm", "dicom", ACCEPT,
+                reason="no gap, only steps that differ: resampled onto a regular grid with linear "
+                       "interpolation along the slice normal; the new step is printed and written into "
+                       "the NRRD header",
+                extra={"shape": (10, 128, 128), "step": 17 / 9})
+
+
+def dicom_no_series_uid(folder) -> Case:
+    """Two series exported flat without SeriesInstanceUID (an over-eager anonymiser)."""
+    folder = _folder(Path(folder) / "no_series_uid")
+
+    def strip(k, ds):
+        del ds.SeriesInstanceUID
+
+    write_ct_series(folder, axial_positions([0.0, 5.0, 10.0]), number=3, description="Lung 5mm",
+                    names=["a1.dcm", "b1.dcm", "c1.dcm"], edit=strip)
+    write_ct_series(folder, axial_positions([0.0, 2.0]), number=4, description="Lung 2mm",
+                    names=["a2.dcm", "b2.dcm"], edit=strip)
+    return Case("dicom_no_series_uid", (folder,), "no SeriesInstanceUID: files grouped by StudyInstanceUID",
+                "dicom", ACCEPT,
+                reason="the files are grouped by the next best keys (study, series number, description, "
+                       "acquisition, image type, kernel, orientation, matrix, pixel spacing; the folder, "
+                       "hashed, when no study key is left), so the two series stay apart",
+                extra={"slices": [3, 2]})
+
+
+def dicom_no_modality_ct(folder) -> Case:
+    """CT slices whose Modality was stripped; the CT SOP class remains (as in lungmask's test files)."""
+    folder = _folder(Path(folder) / "no_modality_ct")
+
+    def strip(k, ds):
+        del ds.Modality
+
+    write_ct_series(folder, axial_positions([0.0, 5.0]), edit=strip)
+    return Case("dicom_no_modality_ct", (folder,), "no Modality tag: taken as CT from its SOP class (CT Image Storage)",
+                "dicom", ACCEPT,
+                reason="a CT SOP class, rescale tags or values in an HU range with padding below -1024 show "
+                       "CT; the series is read with a warning recorded in the NRRD header")
+
+
+def dicom_no_modality_not_ct(folder) -> Case:
+    """No Modality, a secondary-capture SOP class, no rescale, no padding: nothing shows CT."""
+    folder = _folder(Path(folder) / "no_modality_not_ct")
+    secondary_capture = "1.2.840.10008.5.1.4.1.1.7"
+
+    def strip(k, ds):
+        del ds.Modality
+        del ds.RescaleSlope
+        del ds.RescaleIntercept
+        ds.SOPClassUID = secondary_capture
+        ds.file_meta.MediaStorageSOPClassUID = secondary_capture
+
+    write_ct_series(folder, axial_positions([0.0, 5.0]), edit=strip)
+    return Case("dicom_no_modality_not_ct", (folder,),
+                "no Modality tag and nothing shows CT (no CT SOP class, no rescale tags, values not in an "
+                "HU range with padding); give --assume-ct if it is CT", "dicom", SKIP)
 
 
 def dicom_duplicate_slices(folder) -> Case:
@@ -481,7 +543,11 @@ def dicom_gantry_tilt(folder) -> Case:
     folder = _folder(Path(folder) / "gantry_tilt")
     tilt = np.radians(15.0)
     write_ct_series(folder, [(-158.1358, -179.0358 + k * 5.0 * np.tan(tilt), k * 5.0) for k in range(4)])
-    return Case("dicom_gantry_tilt", (folder,), "gantry tilt of 15.00 degrees", "dicom")
+    return Case("dicom_gantry_tilt", (folder,), "gantry tilt of 15.00 degrees", "dicom", ACCEPT,
+                reason="the geometry comes from ImagePositionPatient: each slice is shifted within its "
+                       "plane onto an orthogonal grid (as dcm2niix does), rows added to hold them; the "
+                       "angle is printed and written into the NRRD header (radiolab_tilt_deg)",
+                extra={"tilt_deg": 15.0})
 
 
 # Per-slice (RescaleSlope, RescaleIntercept): stored values differ, HU are the same.
@@ -641,7 +707,8 @@ VOLUME_CASES: dict[str, Callable[..., Case]] = {f.__name__: f for f in (
 DICOM_CASES: dict[str, Callable[..., Case]] = {f.__name__: f for f in (
     dicom_mixed_series, dicom_missing_slice, dicom_duplicate_slices, dicom_mr, dicom_seg,
     dicom_no_pixel_data, dicom_rt_plan, dicom_jpeg2000, dicom_gantry_tilt, dicom_inconsistent_rescale,
-    dicom_missing_rescale,
+    dicom_missing_rescale, dicom_uneven_spacing, dicom_no_series_uid, dicom_no_modality_ct,
+    dicom_no_modality_not_ct,
 )}
 TABLE_CASES: dict[str, Callable[..., Case]] = {f.__name__: f for f in (
     scores_duplicate_ids, scores_non_numeric, scores_out_of_range, scores_nan, scores_dotdot_id,

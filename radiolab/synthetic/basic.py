@@ -6,17 +6,21 @@ trachea and main bronchi, two lungs with an aeration gradient, vessels, ground-g
 and consolidation lesions of known extent, and bowel gas below the lungs.
 
 Ground truth: ``lung`` (parenchyma including lesions, vessels and intrapulmonary
-bronchi), ``ggo``, ``consolidation``, ``vessels``.
+bronchi), ``ggo``, ``consolidation``, ``vessels``, ``airways`` (trachea and main bronchi
+outside the lungs) and ``gut_gas`` (the bowel-gas pockets).
+
+This is the small, fast phantom of the demo and of most tests; its lungs lie far apart.
+`radiolab.synthetic.chest.anatomical_phantom` is the one with real-scan difficulties.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from radiolab.io import Geometry, write_volume
+from radiolab.synthetic.phantom import Phantom
 
 AIR_HU = -1000
 FAT_HU = -100
@@ -26,28 +30,6 @@ TABLE_HU = 300
 VESSEL_HU = 40
 GGO_HU = -650
 CONSOLIDATION_HU = -250
-
-
-@dataclass
-class Phantom:
-    """A synthetic scan and its ground truth.
-
-    Attributes
-    ----------
-    volume : numpy.ndarray
-        int16 HU, indexed (z, y, x).
-    geometry : Geometry
-        Spacing in mm (z, y, x).
-    truth : dict of str to numpy.ndarray
-        Boolean ground-truth masks: ``lung``, ``ggo``, ``consolidation``, ``vessels``.
-    lesion_fraction : float
-        (GGO + consolidation voxels) / lung voxels, in [0, 1].
-    """
-
-    volume: np.ndarray
-    geometry: Geometry
-    truth: dict[str, np.ndarray] = field(default_factory=dict)
-    lesion_fraction: float = 0.0
 
 
 class _Canvas:
@@ -206,6 +188,7 @@ def chest_phantom(
     hu[airway] = AIR_HU
     # Extrapulmonary airway (trachea, main bronchi outside the lungs) is not lung.
     lung_truth = lung
+    airways_truth = airway & ~lung
 
     # Vessels: tubes fanning out from each hilum inside the lungs.
     vessels = np.zeros(canvas.shape, dtype=bool)
@@ -247,10 +230,12 @@ def chest_phantom(
 
     # Bowel gas: small air pockets in the abdomen, below the lungs.
     abdomen_z = -0.38 * fov[0]
+    gut_gas = np.zeros(canvas.shape, dtype=bool)
     for _ in range(3):
         centre = np.array([abdomen_z + rng.uniform(-20, 20), rng.uniform(-0.1, 0.1) * fov[1],
                            rng.uniform(-0.2, 0.2) * fov[2]])
-        _paint(hu, canvas.ellipsoid(centre, rng.uniform(8, 14, size=3)), AIR_HU)
+        _paint(gut_gas, canvas.ellipsoid(centre, rng.uniform(8, 14, size=3)), True)
+    hu[gut_gas] = AIR_HU
 
     hu += rng.standard_normal(size=canvas.shape, dtype=np.float32) * np.float32(noise_hu)
     volume = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
@@ -259,7 +244,8 @@ def chest_phantom(
     return Phantom(
         volume=volume,
         geometry=geometry,
-        truth={"lung": lung_truth, "ggo": ggo, "consolidation": consolidation, "vessels": vessels},
+        truth={"lung": lung_truth, "ggo": ggo, "consolidation": consolidation, "vessels": vessels,
+               "airways": airways_truth, "gut_gas": gut_gas},
         lesion_fraction=lesions / max(lung_voxels, 1),
     )
 

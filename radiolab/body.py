@@ -1,0 +1,165 @@
+"""Body envelope and the air outside the patient.
+
+Air outside the patient is told from lung by where it lies, not by whether it touches
+the image edge (a lung cut by a cropped field of view touches it too). In each axial
+slice the *body envelope* is the convex hull of the body's tissue (HU above
+``body_hu``); padding values (below ``padding_hu``, the scan circle of many scanners)
+are never tissue and always outside. An air island is outside air when more than
+``outside_fraction`` of its voxels lie outside the envelope or in the padding, and it
+is nearly pure air (at least ``gas_min_air_fraction`` below -950 HU). A lung cut at a
+corner of the field of view can lie mostly outside the hull of the tissue around it,
+but is a mixture of air and tissue around -850 HU. A lung
+cut by the crop lies within the hull of the chest wall around it; the air around the
+patient, between the arms and under the table does not.
+
+The envelope is computed on a grid of about ``grid_mm`` (every n-th voxel), which is
+enough to measure those fractions and keeps the step cheap.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
+
+
+def grid_steps(spacing, grid_mm: float) -> tuple[int, int, int]:
+    """Voxel strides giving a grid of about ``grid_mm`` (at least 1 per axis)."""
+    return tuple(max(1, int(round(grid_mm / s))) for s in spacing)
+
+
+def envelope(volume: np.ndarray, spacing, *, body_hu: float, padding_hu: float, grid_mm: float,
+             min_tissue_cm2: float = 1.0) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Body envelope on the strided grid.
+
+    Parameters
+    ----------
+    volume : numpy.ndarray
+        CT in HU, canonical order (superior, posterior, left).
+    spacing : tuple of float
+        Voxel size along those axes, in mm.
+    body_hu : float
+        Tissue is above this, in HU.
+    padding_hu : float
+        Values below this are padding, in HU.
+    grid_mm : float
+        Grid step, in mm.
+    min_tissue_cm2 : float
+        Tissue specks smaller than this per slice (noise, cables) do not shape the hull.
+
+    Returns
+    -------
+    inside : numpy.ndarray
+        Boolean envelope on ``volume[::s0, ::s1, ::s2]`` (padding is outside).
+    steps : tuple of int
+        The strides ``(s0, s1, s2)``.
+    """
+    steps = grid_steps(spacing, grid_mm)
+    sub = volume[::steps[0], ::steps[1], ::steps[2]]
+    tissue = (sub > body_hu) & (sub >= padding_hu)
+    pixel_cm2 = spacing[1] * steps[1] * spacing[2] * steps[2] / 100.0
+    min_pixels = max(1, int(np.ceil(min_tissue_cm2 / pixel_cm2)))
+    inside = np.zeros(sub.shape, dtype=bool)
+    rows, cols = np.indices(sub.shape[1:], dtype=float)
+    for k in range(sub.shape[0]):
+        plane = tissue[k]
+        if not plane.any():
+            continue
+        labels, count = ndimage.label(plane)
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)
+        sizes[0] = 0
+        kept = sizes[labels] >= min_pixels
+        points = np.argwhere(kept).astype(float)
+        if len(points) < 3:
+            continue
+        inside[k] = _convex_fill(points, rows, cols) | kept
+    inside &= sub >= padding_hu
+    return inside, steps
+
+
+def _convex_fill(points: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    try:
+        hull = ConvexHull(points)
+    except QhullError:  # collinear points: no area
+        return np.zeros(rows.shape, dtype=bool)
+    inside = np.ones(rows.shape, dtype=bool)
+    # Each facet: normal . p + offset <= 0 inside; half a pixel of slack keeps the rim.
+    for normal_r, normal_c, offset in hull.equations:
+        inside &= normal_r * rows + normal_c * cols + offset <= 0.5
+    return inside
+
+
+def outside_share(labels: np.ndarray, count: int, inside: np.ndarray, steps, volume: np.ndarray | None = None,
+                  air_hu: float = -950.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per label (index 0..count), the share of its sampled voxels outside the envelope,
+    and the share below ``air_hu`` (pure air; 1 without ``volume``).
+
+    Labels with no sampled voxel get 0 outside (too small to matter).
+    """
+    sampled = labels[::steps[0], ::steps[1], ::steps[2]]
+    total = np.bincount(sampled.ravel(), minlength=count + 1).astype(float)
+    outside = np.bincount(sampled[~inside], minlength=count + 1).astype(float)
+    share = np.zeros(count + 1)
+    np.divide(outside, total, out=share, where=total > 0)
+    pure = np.ones(count + 1)
+    if volume is not None:
+        below = volume[::steps[0], ::steps[1], ::steps[2]] < air_hu
+        np.divide(np.bincount(sampled[below], minlength=count + 1), total, out=pure, where=total > 0)
+    return share, pure
+
+
+def midline_index(inside: np.ndarray, steps) -> float:
+    """Mean left-right (canonical axis 2) index of the envelope, in full-grid voxels."""
+    columns = np.flatnonzero(inside.any(axis=(0, 1))) if inside.any() else None
+    if columns is None:
+        return (inside.shape[2] * steps[2] - 1) / 2
+    weights = inside.sum(axis=(0, 1)).astype(float)
+    return float((np.arange(inside.shape[2]) * weights).sum() / weights.sum() * steps[2])
+
+
+def slice_centres(inside: np.ndarray, steps, slices: int) -> np.ndarray:
+    """Per full-grid slice, the (row, column) centroid of the envelope, in full-grid voxels.
+
+    Slices without envelope take the nearest slice's centre, or the image centre.
+    """
+    area = inside.sum(axis=(1, 2)).astype(float)
+    rows = np.arange(inside.shape[1], dtype=float) * steps[1]
+    cols = np.arange(inside.shape[2], dtype=float) * steps[2]
+    centre = np.empty((inside.shape[0], 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centre[:, 0] = (inside.sum(axis=2) * rows).sum(axis=1) / area
+        centre[:, 1] = (inside.sum(axis=1) * cols).sum(axis=1) / area
+    filled = area > 0
+    if not filled.any():
+        centre[:] = ((inside.shape[1] - 1) * steps[1] / 2, (inside.shape[2] - 1) * steps[2] / 2)
+    else:
+        known = np.flatnonzero(filled)
+        for axis in range(2):
+            centre[:, axis] = np.interp(np.arange(inside.shape[0]), known, centre[known, axis])
+    index = np.minimum(np.arange(slices) // steps[0], inside.shape[0] - 1)
+    return centre[index]
+
+
+def spine_midline(volume: np.ndarray, inside: np.ndarray, steps, spacing, *, bone_hu: float = 200.0,
+                  window_mm: float = 20.0) -> float | None:
+    """Left-right (axis 2) index of the spine, in full-grid voxels, or None if unseen.
+
+    The vertebral bodies lie on the midline: the column band of ``window_mm`` holding
+    the most bone (above ``bone_hu``) in the posterior half of the body. Unlike the
+    envelope's centre, this holds when the field of view is off-centre.
+    """
+    sub = volume[::steps[0], ::steps[1], ::steps[2]]
+    bone = (sub > bone_hu) & inside
+    rows = np.nonzero(inside.any(axis=(0, 2)))[0]
+    if rows.size == 0:
+        return None
+    posterior = np.arange(sub.shape[1]) >= (rows[0] + rows[-1]) / 2
+    bone &= posterior[None, :, None]
+    counts = bone.sum(axis=(0, 1)).astype(float)
+    width = max(1, int(round(window_mm / (spacing[2] * steps[2]))))
+    banded = np.convolve(counts, np.ones(width), mode="same")
+    pixel_cm2 = spacing[1] * steps[1] * spacing[2] * steps[2] / 100.0
+    # At least 2 cm^2 of bone per sampled slice: a vertebra, not a few rib sections.
+    if banded.max() * pixel_cm2 < 2.0 * sub.shape[0]:
+        return None
+    return float(np.argmax(banded) * steps[2])

@@ -1,0 +1,96 @@
+"""Tuning of the default preset's real-CT steps (body, airways, gut gas, sides, pleura).
+
+All values are physical (HU, mm, cm², mL, fractions); `radiolab.lung.settings_for`
+overrides any of them by name, and the preset's provenance records them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ChestTuning:
+    """Parameters of the steps the ``default`` preset adds to the threshold mask.
+
+    Attributes
+    ----------
+    body_hu : float
+        Body tissue lies above this, in HU (the body envelope's hull).
+    padding_hu : float
+        Values strictly below this are padding outside the scan circle, in HU.
+    body_grid_mm : float
+        Grid of the body envelope, in mm.
+    outside_fraction : float
+        An air island with more than this share of its voxels outside the envelope is
+        outside air.
+    thin_max_slices : int
+        Volumes of at most this many slices are segmented slice by slice in 2-D.
+    min_area_cm2 : float
+        Smallest lung island of a 2-D slice, in cm² (``min_island`` is the 3-D one, in mL).
+    airway_min_area_cm2, airway_max_area_cm2 : float
+        Area of a trachea or bronchus cross-section, in cm².
+    airway_midline_mm : float
+        The trachea's centre lies within this distance of the body midline, in mm.
+    airway_seed_search_mm : float
+        The trachea is looked for in this many mm below the top slice.
+    airway_min_length_mm : float
+        A trace shorter than this is no airway, in mm.
+    airway_growth : float
+        An airway island may be at most this many times (plus 1 cm²) the airway area of
+        the slice above; a larger one is lung (leak control).
+    airway_wall_mm : float
+        Tissue within this distance of the traced lumen is airway wall and never lung,
+        in mm.
+    gas_air_hu : float
+        Pure air lies below this, in HU.
+    gas_min_air_fraction : float
+        Gut gas has at least this share of pure-air voxels.
+    gas_vessel_hu : float
+        Inside an island, vessels lie above this, in HU.
+    gas_max_vessel_fraction : float
+        Gut gas has fewer than this share of vessel voxels inside it.
+    gas_margin_mm : float
+        Rim left out when the inside of an island is measured, in mm.
+    side_min_share : float
+        Each lung holds at least this share of the eroded mask when the sides are split.
+    surface_hu : float or None
+        The lung's outer layer loses its voxels between this and the mask threshold
+        (partial volume with the chest wall), in HU; None keeps them.
+    surface_mm : float
+        Depth of that rim, in mm: one voxel layer per ``surface_mm`` of in-plane voxel
+        size, at least one.
+    medial_core_hu : float
+        The closing and the pleural envelope add nothing medial of a lung's most medial
+        voxel below this HU on the same left-right row (mostly lung, not the
+        partial-volume rim).
+    pleural_min_hu, pleural_max_hu : float or None
+        HU range of what the pleural envelope adds (consolidation, effusion-like tissue);
+        ``pleural_min_hu`` None means the mask threshold. ``pleural_max_hu`` None
+        switches the step off.
+    """
+
+    body_hu: float = -500.0
+    padding_hu: float = -1024.0
+    body_grid_mm: float = 4.0
+    outside_fraction: float = 0.5
+    thin_max_slices: int = 10
+    min_area_cm2: float = 5.0
+    airway_min_area_cm2: float = 0.5
+    airway_max_area_cm2: float = 8.0
+    airway_midline_mm: float = 30.0
+    airway_seed_search_mm: float = 60.0
+    airway_min_length_mm: float = 30.0
+    airway_growth: float = 2.0
+    airway_wall_mm: float = 3.0
+    gas_air_hu: float = -950.0
+    gas_min_air_fraction: float = 0.25
+    gas_vessel_hu: float = -750.0
+    gas_max_vessel_fraction: float = 0.01
+    gas_margin_mm: float = 3.0
+    side_min_share: float = 0.05
+    surface_hu: float | None = -400.0
+    surface_mm: float = 1.2
+    medial_core_hu: float = -500.0
+    pleural_min_hu: float | None = None
+    pleural_max_hu: float | None = 150.0

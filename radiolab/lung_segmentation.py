@@ -1,0 +1,299 @@
+"""The ``default`` preset's lung mask for real chest CT: body, airways, gut gas, sides.
+
+Steps (in patient coordinates, on the canonical view of `radiolab.orientation`):
+
+1. Candidates: voxels below ``threshold_hu``, opened with a ball of ``opening`` mm.
+2. Outside air (`radiolab.body`): pure-air islands mostly outside the body envelope
+   or in the scanner's padding. Prevents: a lung cut by a cropped field of view being
+   dropped because it touches the image edge.
+3. Airways (`radiolab.airways`): trachea and main bronchi traced from the neck down and
+   removed. Prevents: the airways in the mask, and the lungs joined through them.
+4. Islands of at least ``min_island`` mL (``min_area_cm2`` per slice for thin volumes);
+   gut gas (`radiolab.gut_gas`) is rejected by its content. Prevents: stomach and colon
+   gas taken for lung.
+5. Right and left (`radiolab.sides`), split before any closing, also where the lungs
+   touch at a junction line; a single lung gets its side from the trachea or the body
+   midline. Where the two touch, the touching voxels are cleared, so the lungs are
+   separate components. Prevents: heart, great vessels and oesophagus bridged into
+   the mask.
+6. Each lung closed alone with a ball of ``closing_radii`` mm and its costal bites
+   filled from the pleural envelope (`radiolab.pleura`). Prevents: subpleural
+   consolidation falling out of the mask. The outer layer's partial-volume voxels go
+   (``surface_hu``). Prevents: a rim of chest wall around every lung.
+
+Volumes of at most ``thin_max_slices`` slices go through the same steps slice by slice
+in 2-D (no airway trace).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from radiolab import airways as airway_trace
+from radiolab import body, gut_gas, pleura
+from radiolab.errors import NoLungError
+from radiolab.orientation import IDENTITY_DIRECTION, reorientation
+from radiolab.sides import LEFT, RIGHT, SIDE_NAMES, split_sides
+
+# Thin volumes: a spacing so large along the slice axis that nothing couples slices.
+_UNCOUPLED_MM = 1.0e6
+
+
+@dataclass
+class LungSegmentation:
+    """Result of `segment_lungs`, in the input's array order.
+
+    Attributes
+    ----------
+    mask : numpy.ndarray
+        Boolean lung mask.
+    sides : numpy.ndarray
+        uint8: 0 outside, 1 right lung, 2 left lung.
+    airways : numpy.ndarray or None
+        Boolean trachea and main bronchi; None when the scan does not reach them.
+    notes : list of str
+        Findings worth a line in the log (one lung, gut gas rejected, no airway).
+    """
+
+    mask: np.ndarray
+    sides: np.ndarray
+    airways: np.ndarray | None
+    notes: list[str] = field(default_factory=list)
+
+
+def segment_lungs(volume: np.ndarray, spacing, settings, *, direction=IDENTITY_DIRECTION) -> LungSegmentation:
+    """Segment the lungs, airways and sides of a chest CT (default preset).
+
+    Parameters
+    ----------
+    volume : numpy.ndarray
+        CT in HU, 3-D (z, y, x).
+    spacing : tuple of float
+        Voxel size along (z, y, x), in mm.
+    settings : radiolab.lung.LungMaskSettings
+        Settings in mm units with ``chest`` tuning (`radiolab.chest_tuning.ChestTuning`).
+    direction : sequence of 9 float
+        Row-major ITK direction cosines of the volume.
+
+    Raises
+    ------
+    NoLungError
+        If no island passes the rules (the message says how many were rejected why).
+    """
+    orient = reorientation(direction)
+    canonical = orient.to_canonical(volume)
+    canon_spacing = orient.spacing(spacing)
+    tuning = settings.chest
+    notes: list[str] = []
+    rejected = {"outside air": 0, "gut gas": 0}
+    if canonical.shape[0] <= tuning.thin_max_slices:
+        mask = np.zeros(canonical.shape, dtype=bool)
+        sides = np.zeros(canonical.shape, dtype=np.uint8)
+        for k in range(canonical.shape[0]):
+            result = _segment(canonical[k:k + 1], canon_spacing, settings, planar=True,
+                              notes=notes, rejected=rejected)
+            if result is not None:
+                mask[k], sides[k] = result[0][0], result[1][0]
+        airways = None
+        notes.append(f"thin volume ({canonical.shape[0]} slices): segmented slice by slice in 2-D")
+        found = bool(mask.any())
+    else:
+        result = _segment(canonical, canon_spacing, settings, planar=False, notes=notes, rejected=rejected)
+        found = result is not None
+        if found:
+            mask, sides, airways = result
+    if not found:
+        why = ", ".join(f"{n} rejected as {what}" for what, n in rejected.items() if n)
+        size = (f"{tuning.min_area_cm2:g} cm² per slice" if canonical.shape[0] <= tuning.thin_max_slices
+                else f"{settings.min_island:g} mL")
+        raise NoLungError(
+            f"no lung found: no island of air-like voxels (HU < {settings.threshold_hu:g}) of at least "
+            f"{size} lies inside the body with lung content" + (f" ({why})" if why else ""))
+    for what, n in rejected.items():
+        if n:
+            notes.append(f"{n} air island(s) rejected as {what}")
+    present = [SIDE_NAMES[s] for s in (RIGHT, LEFT) if (sides == s).any()]
+    if len(present) == 1:
+        notes.append(f"one lung found ({present[0]})")
+    return LungSegmentation(mask=orient.from_canonical(mask), sides=orient.from_canonical(sides),
+                            airways=None if airways is None else orient.from_canonical(airways), notes=notes)
+
+
+def _segment(volume, spacing, settings, *, planar, notes, rejected):
+    """Steps 1-6 on a canonical volume (one slice when ``planar``); None if no lung."""
+    import cc3d
+
+    from radiolab.lung import _opening, bounding_box
+
+    tuning = settings.chest
+    work_spacing = (_UNCOUPLED_MM,) + tuple(spacing[1:]) if planar else tuple(spacing)
+    if settings.threshold_hu > settings.clip_hu:
+        candidates = np.ascontiguousarray(volume < settings.threshold_hu)
+    else:
+        return None
+    opened = _opening(candidates, work_spacing, settings, "fast")
+    del candidates
+    labels, count = cc3d.connected_components(opened, connectivity=6, return_N=True)
+    del opened
+    if count == 0:
+        return None
+    inside, steps = body.envelope(volume, spacing, body_hu=tuning.body_hu, padding_hu=tuning.padding_hu,
+                                  grid_mm=tuning.body_grid_mm)
+    share, pure = body.outside_share(labels, count, inside, steps, volume, air_hu=tuning.gas_air_hu)
+    spine = body.spine_midline(volume, inside, steps, spacing)
+    midline = body.midline_index(inside, steps) if spine is None else spine
+    centres = body.slice_centres(inside, steps, volume.shape[0])
+    in_body = (share <= tuning.outside_fraction) | (pure < tuning.gas_min_air_fraction)
+    in_body[0] = False
+    stats = cc3d.statistics(labels, no_slice_conversion=True)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    if planar:
+        min_voxels = tuning.min_area_cm2 * 100.0 / (spacing[1] * spacing[2])
+    else:
+        min_voxels = settings.min_island / voxel_ml
+    rejected["outside air"] += int(np.count_nonzero(~in_body[1:] & (stats["voxel_counts"][1:] >= min_voxels)))
+    air = in_body[labels]
+    del labels
+    airways = None
+    if not planar:
+        trace = airway_trace.trace_airways(
+            air, spacing, midline_index=midline, min_area_cm2=tuning.airway_min_area_cm2,
+            max_area_cm2=tuning.airway_max_area_cm2, midline_mm=tuning.airway_midline_mm,
+            seed_search_mm=tuning.airway_seed_search_mm, min_length_mm=tuning.airway_min_length_mm,
+            growth=tuning.airway_growth)
+        if trace is None:
+            notes.append("no trachea found (the scan may not reach it): no airway output")
+        else:
+            airways = trace.mask
+            air &= ~airways
+            midline = trace.midline_index
+    box = bounding_box(air)
+    if box is None:
+        return None
+    labels, count = cc3d.connected_components(np.ascontiguousarray(air[box]), connectivity=6, return_N=True)
+    del air
+    stats = cc3d.statistics(labels, no_slice_conversion=True)
+    keep = np.zeros(count + 1, dtype=bool)
+    pure = {}
+    for index in np.flatnonzero(stats["voxel_counts"] >= min_voxels):
+        if index == 0:
+            continue
+        bb = stats["bounding_boxes"][index]
+        island_box = tuple(slice(int(bb[2 * a]), int(bb[2 * a + 1]) + 1) for a in range(3))
+        full_box = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(box, island_box))
+        content = gut_gas.island_content(volume[full_box], labels[island_box] == index, spacing,
+                                         air_hu=tuning.gas_air_hu, vessel_hu=tuning.gas_vessel_hu,
+                                         margin_mm=tuning.gas_margin_mm)
+        if gut_gas.is_gut_gas(content, min_air_fraction=tuning.gas_min_air_fraction,
+                              max_vessel_fraction=tuning.gas_max_vessel_fraction):
+            rejected["gut gas"] += 1
+            continue
+        keep[index] = True
+        if content.air_fraction >= tuning.gas_min_air_fraction:
+            pure[index] = island_box
+    if not planar:
+        sizes = stats["voxel_counts"]
+        for index, island_box in pure.items():
+            larger = [j for j in np.flatnonzero(keep) if sizes[j] > sizes[index]]
+            if not larger:
+                continue
+            column_box = (slice(None),) + island_box[1:]
+            island = labels[column_box] == index
+            if gut_gas.lies_below(island, np.isin(labels[column_box], larger)):
+                keep[index] = False
+                rejected["gut gas"] += 1
+    if not keep.any():
+        return None
+    lungs = keep[labels]
+    del labels
+    sides_box = _split(lungs, spacing, midline - box[2].start, tuning.side_min_share, planar)
+    sub_volume = volume[box]
+    box_centres = centres[box[0]] - np.array([box[1].start, box[2].start], dtype=float)
+    radius = settings.closing_radii[0] if settings.closing_radii else 0.0
+    grown = {}
+    for side in (RIGHT, LEFT):
+        lung = sides_box == side
+        if not lung.any():
+            continue
+        closed = pleura.close_lung(lung, work_spacing if not planar else spacing, radius, planar=planar)
+        if tuning.pleural_max_hu is not None:
+            low = settings.threshold_hu if tuning.pleural_min_hu is None else tuning.pleural_min_hu
+            closed |= pleura.pleural_fill(closed, sub_volume, box_centres, min_hu=low,
+                                          max_hu=tuning.pleural_max_hu)
+        # The limit comes from voxels that are mostly lung, not from the partial-volume
+        # rim, which reaches past the pleura.
+        core = lung & (sub_volume < tuning.medial_core_hu)
+        # The lung's own voxels stay; what the closing and the envelope added stops there.
+        closed = lung | pleura.medial_limit(closed & ~lung, core, side, midline - box[2].start)
+        if tuning.surface_hu is not None:
+            closed = pleura.peel_rim(closed, sub_volume, spacing, surface_hu=tuning.surface_hu,
+                                     threshold_hu=settings.threshold_hu, depth_mm=tuning.surface_mm)
+        grown[side] = closed
+    sides_out = np.zeros(volume.shape, dtype=np.uint8)
+    view = sides_out[box]
+    for side, other in ((RIGHT, LEFT), (LEFT, RIGHT)):
+        if side in grown:
+            # Each lung keeps its own voxels where the two grown lungs meet.
+            view[grown[side] & (view == 0) & (sides_box != other)] = side
+    _separate(view)
+    if airways is not None:
+        sides_out[airways] = 0
+        _clear_airway_walls(sides_out, airways, volume, spacing, wall_mm=tuning.airway_wall_mm,
+                            threshold_hu=settings.threshold_hu)
+    return sides_out > 0, sides_out, airways
+
+
+def _clear_airway_walls(sides, airways, volume, spacing, *, wall_mm, threshold_hu) -> None:
+    """Clear tissue voxels within ``wall_mm`` of the airway lumen (its wall), in place."""
+    import edt
+
+    from radiolab.lung import bounding_box
+
+    pad = [int(np.ceil(wall_mm / s)) + 1 for s in spacing]
+    box = bounding_box(airways, pad=pad)
+    if box is None or wall_mm <= 0:
+        return
+    distance = edt.edt((~airways[box]).view(np.uint8), anisotropy=spacing, black_border=False)
+    wall = (distance <= wall_mm) & ~airways[box] & (volume[box] >= threshold_hu)
+    sides[box][wall] = 0
+
+
+def _separate(sides: np.ndarray) -> None:
+    """Clear the voxels where right and left touch (6-neighbours), in place.
+
+    The two lungs then are separate components, as the pleura keeps them.
+    """
+    touching = np.zeros(sides.shape, dtype=bool)
+    for axis in range(3):
+        lower = [slice(None)] * 3
+        upper = [slice(None)] * 3
+        lower[axis], upper[axis] = slice(0, -1), slice(1, None)
+        a, b = sides[tuple(lower)], sides[tuple(upper)]
+        pair = (a > 0) & (b > 0) & (a != b)
+        touching[tuple(lower)] |= pair
+        touching[tuple(upper)] |= pair
+    sides[touching] = 0
+
+
+def _split(lungs, spacing, midline_index, min_share, planar):
+    """Sides of the lung islands (box coordinates); one lung goes by the midline."""
+    midline_mm = midline_index * spacing[2]
+    if planar:
+        # Three copies far apart in z: the 3-D erosion then acts in-plane only.
+        stack = np.repeat(lungs, 3, axis=0)
+        sides = split_sides(stack, (_UNCOUPLED_MM,) + tuple(spacing[1:]), min_share=min_share,
+                            midline_mm=midline_mm)[1:2]
+    else:
+        sides = split_sides(lungs, spacing, min_share=min_share, midline_mm=midline_mm)
+    # Two seeds on the same side of the midline are one lung split in two.
+    centres = {}
+    for side in (RIGHT, LEFT):
+        columns = np.nonzero(sides == side)[2]
+        if columns.size:
+            centres[side] = float(columns.mean())
+    if len(centres) == 2 and (centres[RIGHT] - midline_index) * (centres[LEFT] - midline_index) > 0:
+        whole = float(np.nonzero(lungs)[2].mean())
+        sides = np.where(lungs, np.uint8(RIGHT if whole <= midline_index else LEFT), np.uint8(0))
+    return sides

@@ -1,0 +1,165 @@
+"""The default preset's lung mask on anatomical phantoms with ground truth (issue 12).
+
+Each phantom (`radiolab.synthetic.chest.anatomical_phantom`) carries a junction line,
+trachea and bronchi joined to the lungs, gut gas, padding and a table; the truth marks
+the lungs, the airways, the gut gas and the mediastinum on the phantom's own grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from radiolab.lung import settings_for
+from radiolab.lung_segmentation import segment_lungs
+from radiolab.orientation import IDENTITY_DIRECTION
+from radiolab.sides import LEFT, RIGHT
+from radiolab.synthetic.chest import anatomical_phantom
+
+SETTINGS = settings_for("default")
+# Fine grids are sampled in a region only, to keep the test data small.
+CASES = {
+    "3mm": dict(spacing=(3.0, 3.0, 3.0), junction_mm=4.5),
+    "1.5mm": dict(spacing=(1.5, 1.5, 1.5), junction_mm=3.0),
+    "0.7mm": dict(spacing=(0.7, 0.7, 0.7), junction_mm=2.0,
+                  region_mm=((100.0, 170.0), (-130.0, 110.0), (-150.0, 150.0))),
+    "0.7mm-bases": dict(spacing=(0.7, 0.7, 0.7), junction_mm=2.0,
+                        region_mm=((-40.0, 30.0), (-130.0, 110.0), (-150.0, 150.0))),
+}
+
+
+def dice(a, b):
+    return 2.0 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
+
+
+def ml(mask, spacing):
+    return np.count_nonzero(mask) * float(np.prod(spacing)) / 1000.0
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def case(request):
+    options = dict(CASES[request.param])
+    spacing = options.pop("spacing")
+    phantom = anatomical_phantom(spacing, seed=5, **options)
+    result = segment_lungs(phantom.volume, spacing, SETTINGS, direction=phantom.geometry.direction)
+    return request.param, spacing, phantom, result
+
+
+def test_dice_against_truth(case):
+    name, spacing, phantom, result = case
+    assert dice(result.mask, phantom.truth["lung"]) >= 0.98
+    assert dice(result.sides == RIGHT, phantom.truth["right_lung"]) >= 0.97
+    assert dice(result.sides == LEFT, phantom.truth["left_lung"]) >= 0.97
+
+
+def test_gut_gas_and_airways_stay_out(case):
+    name, spacing, phantom, result = case
+    assert ml(result.mask & phantom.truth["gut_gas"], spacing) <= 1.0
+    assert ml(result.mask & phantom.truth["airways"], spacing) <= 5.0
+
+
+def test_no_voxel_in_the_mediastinum(case):
+    name, spacing, phantom, result = case
+    if name.startswith("0.7mm"):
+        # Measured: 31 voxels (0.01 mL) in the upper region and 10 at the bases,
+        # partial-volume voxels of -445 to -224 HU along the phantom's medial lung border
+        # (at the corner where it steps from the junction line to the posterior
+        # mediastinum); their centres lie just outside the truth.
+        pytest.xfail("partial-volume voxels along the phantom's medial border at 0.7 mm")
+    assert not (result.mask & phantom.truth["mediastinum"]).any()
+
+
+def test_trachea_is_traced_where_the_scan_reaches_it(case):
+    name, spacing, phantom, result = case
+    if phantom.truth["trachea"].any():
+        assert result.airways is not None
+        assert dice(result.airways, phantom.truth["airways"]) > 0.5
+    else:
+        assert result.airways is None or not result.airways.any()
+
+
+@pytest.mark.parametrize("laa", [0.3, 0.5])
+def test_emphysema_is_still_lung(laa):
+    spacing = (3.0, 3.0, 3.0)
+    phantom = anatomical_phantom(spacing, emphysema_laa=laa, seed=6)
+    assert phantom.info["laa950"] == pytest.approx(laa, abs=0.02)
+    result = segment_lungs(phantom.volume, spacing, SETTINGS)
+    assert dice(result.mask, phantom.truth["lung"]) >= 0.98
+    assert ml(result.mask & phantom.truth["gut_gas"], spacing) <= 1.0
+
+
+@pytest.mark.xfail(strict=True, reason="measured 38 % of 250 mL of posterior-basal consolidation kept: "
+                   "the pleural envelope recovers bites along the costal wall, not consolidation "
+                   "lying on the centre's side of all of its lung's air")
+def test_subpleural_consolidation_is_kept():
+    spacing = (3.0, 3.0, 3.0)
+    phantom = anatomical_phantom(spacing, consolidation_ml=(150.0, 100.0), seed=0)
+    result = segment_lungs(phantom.volume, spacing, SETTINGS)
+    assert not (result.mask & phantom.truth["mediastinum"]).any()
+    assert result.mask[phantom.truth["consolidation"]].mean() >= 0.97
+
+
+def test_lungs_cut_by_the_field_of_view_are_kept():
+    spacing = (3.0, 3.0, 3.0)
+    # The field of view cuts the right lung and the body at x = -100 mm.
+    phantom = anatomical_phantom(spacing, region_mm=((-20.0, 200.0), (-150.0, 150.0), (-100.0, 170.0)), seed=2)
+    assert phantom.truth["right_lung"][:, :, 0].any()
+    result = segment_lungs(phantom.volume, spacing, SETTINGS)
+    assert dice(result.mask, phantom.truth["lung"]) >= 0.98
+    assert dice(result.sides == RIGHT, phantom.truth["right_lung"]) >= 0.97
+
+
+@pytest.fixture(scope="module")
+def small():
+    spacing = (3.0, 3.0, 3.0)
+    phantom = anatomical_phantom(spacing, seed=7)
+    return spacing, phantom, segment_lungs(phantom.volume, spacing, SETTINGS)
+
+
+def _direction(columns):
+    """Row-major direction matrix whose columns (index axes i, j, k) are ``columns``."""
+    return tuple(float(v) for v in np.array(columns, dtype=float).T.ravel())
+
+
+@pytest.mark.parametrize("layout", ["x flipped", "feet first", "y and x swapped", "all permuted"])
+def test_orientation_is_read_from_the_direction(small, layout):
+    spacing, phantom, expected = small
+    volume = phantom.volume
+    i, j, k = np.eye(3)
+    if layout == "x flipped":
+        # Index i runs towards the patient's right: the array's x axis is reversed.
+        array, direction, back = volume[:, :, ::-1], _direction([-i, j, k]), lambda a: a[:, :, ::-1]
+        new_spacing = spacing
+    elif layout == "feet first":
+        array, direction, back = volume[::-1], _direction([i, j, -k]), lambda a: a[::-1]
+        new_spacing = spacing
+    elif layout == "y and x swapped":
+        array, direction = volume.transpose(0, 2, 1), _direction([j, i, k])
+        back = lambda a: a.transpose(0, 2, 1)  # noqa: E731
+        new_spacing = (spacing[0], spacing[2], spacing[1])
+    else:
+        # Array axes 0, 1, 2 hold patient x, z, y: index i (axis 2) runs posterior,
+        # j (axis 1) superior, k (axis 0) to the left.
+        array, direction = volume.transpose(2, 0, 1), _direction([j, k, i])
+        back = lambda a: a.transpose(1, 2, 0)  # noqa: E731
+        new_spacing = (spacing[2], spacing[0], spacing[1])
+    result = segment_lungs(np.ascontiguousarray(array), new_spacing, SETTINGS, direction=direction)
+    assert np.array_equal(back(result.sides), expected.sides)
+    assert np.array_equal(back(result.airways), expected.airways)
+
+
+def test_one_lung_gets_its_side_from_the_trachea_not_the_image_centre():
+    spacing = (3.0, 3.0, 3.0)
+    # The field of view is off-centre (image centre at x = +100 mm, right of the left
+    # lung's centre at about +80 mm); the trachea at x = 0 lies inside it.
+    phantom = anatomical_phantom(spacing, region_mm=((-110.0, 250.0), (-180.0, 180.0), (-20.0, 220.0)),
+                                 stomach_gas_ml=0.0, colon_gas_ml=(), seed=3)
+    volume = phantom.volume.copy()
+    right = phantom.truth["right_lung"]
+    volume[right] = 40  # pneumonectomy: the right lung is gone (tissue)
+    result = segment_lungs(volume, spacing, SETTINGS, direction=IDENTITY_DIRECTION)
+    left = phantom.truth["left_lung"]
+    assert not (result.sides == RIGHT).any()
+    assert dice(result.sides == LEFT, left) >= 0.97
+    assert any("one lung" in note for note in result.notes)
+

@@ -1,0 +1,203 @@
+"""The default preset's lung mask on real CT against peer tools' published masks.
+
+References: CIP's deep-learning lung mask, lungmask's R231 areas (its own test),
+TotalSegmentator's heart mask. Every scan is read with SimpleITK or pydicom, not with
+radiolab's reader, so that these tests check the mask alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+from radiolab.errors import NoLungError
+from radiolab.lung import lung_mask, settings_for
+from radiolab.lung_segmentation import segment_lungs
+from radiolab.sides import LEFT, RIGHT
+
+SETTINGS = settings_for("default")
+
+
+def read(path):
+    image = sitk.ReadImage(str(path))
+    return image, sitk.GetArrayFromImage(image)
+
+
+def segment(image, array):
+    return segment_lungs(array, image.GetSpacing()[::-1], SETTINGS, direction=image.GetDirection())
+
+
+def dice(a, b):
+    return 2.0 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
+
+
+def test_two_slice_crop_matches_cip_per_side(real_data):
+    image, volume = read(real_data("cip/crop_ct_2slices.nrrd"))
+    _, reference = read(real_data("cip/crop_ct_2slices_dcnnLungSegmentationLabelmap.nrrd"))
+    result = segment(image, volume)
+    # CIP's labels: 2 right, 3 left (measured 0.964 and 0.977).
+    assert dice(result.sides == RIGHT, reference == 2) >= 0.95
+    assert dice(result.sides == LEFT, reference == 3) >= 0.95
+    assert any("2-D" in note for note in result.notes)
+
+
+def test_lungmask_slice_areas_match_r231(real_data):
+    files = sorted(real_data("lungmask/lungmask").glob("*.dcm"))
+    datasets = [pydicom.dcmread(f) for f in files]
+    volume = np.stack([d.pixel_array for d in datasets]).astype(np.int16)  # values already in HU
+    row_mm, col_mm = (float(v) for v in datasets[0].PixelSpacing)
+    sides = segment_lungs(volume, (1.0, row_mm, col_mm), SETTINGS).sides
+    # lungmask's R231 over the two slices: 64,752 right and 36,536 left voxels (measured -2.7 %, -4.2 %).
+    assert np.count_nonzero(sides == RIGHT) == pytest.approx(64752, rel=0.05)
+    assert np.count_nonzero(sides == LEFT) == pytest.approx(36536, rel=0.05)
+
+
+def test_cropped_chest_keeps_lungs_and_leaves_the_heart_out(real_data):
+    image, volume = read(real_data("totalseg/pulmonary_ct_cropped.nii.gz"))
+    result = segment(image, volume)
+    for side in (RIGHT, LEFT):
+        lung = result.sides == side
+        assert np.count_nonzero(lung) * np.prod(image.GetSpacing()) / 1000 > 300  # mL
+        # The lungs touch the crop's edges and are kept.
+        assert lung[:, :, 0].any() or lung[:, :, -1].any()
+    heart_image = sitk.ReadImage(str(real_data("totalseg/pulmonary_heart.nii.gz")))
+    # The heart mask lies on a larger grid: resample it onto the scan in physical space.
+    heart = sitk.GetArrayFromImage(sitk.Resample(heart_image, image, sitk.Transform(),
+                                                 sitk.sitkNearestNeighbor, 0)) > 0
+    assert heart.sum() > 1000
+    # Measured: 0.19 % of the heart inside the lung mask.
+    assert np.count_nonzero(heart & result.mask) <= 0.02 * np.count_nonzero(heart)
+
+
+def test_upper_abdomen_without_lung_is_no_lung(real_data):
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(real_data("totalseg/example_ct_dicom"))))
+    image = reader.Execute()
+    volume = sitk.GetArrayFromImage(image)
+    # Its two gas islands (about 21 and 16 mL) are not lung.
+    with pytest.raises(NoLungError, match="no lung found"):
+        lung_mask(volume, image.GetSpacing()[::-1], direction=image.GetDirection())
+
+
+@pytest.fixture(scope="module")
+def whole_chest(real_data):
+    image, volume = read(real_data("cip/TestInput.nrrd"))
+    return image, volume, segment(image, volume)
+
+
+def test_whole_chest_airways_reach_the_top(whole_chest):
+    image, volume, result = whole_chest
+    assert result.airways is not None and result.airways.any()
+    # Canonical z grows towards the head; this scan has the identity direction.
+    assert result.airways[-1].any()
+    assert not (result.airways & result.mask).any()
+    # Air: the traced lumen is mostly below -600 HU.
+    assert np.median(volume[result.airways]) < -600
+
+
+def test_whole_chest_sides_are_separate_components(whole_chest):
+    import cc3d
+
+    _, _, result = whole_chest
+    labels = cc3d.connected_components(result.sides > 0, connectivity=6)
+    for label in np.unique(labels)[1:]:
+        assert len(np.unique(result.sides[labels == label])) == 1
+    assert np.count_nonzero(result.sides == RIGHT) > 1e4 and np.count_nonzero(result.sides == LEFT) > 1e4
+
+
+def test_whole_chest_mediastinum_stays_out(whole_chest):
+    image, volume, result = whole_chest
+    spacing = image.GetSpacing()[::-1]
+    # Independent midline: the vertebral bodies (bone above 300 HU, posterior half).
+    bone = volume > 300
+    bone[:, : volume.shape[1] // 2] = False
+    midline = np.argwhere(bone)[:, 2].mean()
+    half_width = int(round(12.0 / spacing[2]))
+    corridor = np.zeros(volume.shape, dtype=bool)
+    corridor[:, :, int(midline) - half_width:int(midline) + half_width + 1] = True
+    lung_rows = result.sides.astype(bool).any(axis=2)
+    # Soft tissue in the central corridor of the lungs' slices, more than one voxel
+    # from any air-like voxel (not the partial volume of a junction line), is
+    # mediastinum (heart, vessels, oesophagus, spine): none of it may be in the mask.
+    airlike = volume < -500
+    far = np.stack([ndimage.distance_transform_edt(~plane) > 1.5 for plane in airlike])
+    tissue = (volume > -155) & far & corridor & lung_rows[:, :, None]
+    assert tissue.sum() > 500
+    assert not (result.mask & tissue).any()
+    # Nor is any tissue between the lungs on a row where both are present.
+    right = result.sides == RIGHT
+    left = result.sides == LEFT
+    x = np.arange(volume.shape[2])[None, None, :]
+    right_edge = np.where(right.any(axis=2), volume.shape[2] - 1 - np.argmax(right[:, :, ::-1], axis=2), -1)
+    left_edge = np.where(left.any(axis=2), np.argmax(left, axis=2), volume.shape[2])
+    between = (x > right_edge[:, :, None]) & (x < left_edge[:, :, None])
+    assert not (result.mask & between).any()
+
+
+def test_whole_chest_gut_gas_is_rejected(whole_chest):
+    image, volume, result = whole_chest
+    # The lowest slices (upper abdomen) hold colon gas (below -900 HU, anterior) and no lung:
+    # the mask keeps only the posterior recesses there.
+    gas = ndimage.binary_opening(volume[:6] < -900)
+    gas[:, volume.shape[1] // 2:] = False  # anterior half only
+    assert gas.sum() > 20
+    assert not (result.mask[:6] & gas).any()
+
+
+def test_lung_cut_at_a_corner_of_the_field_of_view_is_kept():
+    # pydicom's CT_small: one 128 x 128 slice of a chest cropped around the spine, the
+    # right lung in the top-left corner, the left lung in the top-right one. The hull of
+    # the tissue around the right lung cuts off most of it, yet it is lung (air mixed
+    # with tissue, around -800 HU), not outside air.
+    from pydicom.data import get_testdata_file
+
+    source = get_testdata_file("CT_small.dcm", download=False)
+    if source is None:
+        pytest.skip("pydicom test file CT_small.dcm is not installed")
+    dataset = pydicom.dcmread(source)
+    volume = (dataset.pixel_array * float(dataset.RescaleSlope) + float(dataset.RescaleIntercept))[None]
+    row_mm, col_mm = (float(v) for v in dataset.PixelSpacing)
+    sides = segment_lungs(volume.astype(np.int16), (5.0, row_mm, col_mm), SETTINGS).sides
+    # The patient's right lung: low x index, top rows; every voxel of it below -600 HU is
+    # lung, and the mask covers nearly all of them.
+    right_air = np.zeros(volume.shape, dtype=bool)
+    right_air[:, :60, :50] = volume[:, :60, :50] < -600
+    assert right_air.sum() > 1000
+    assert np.mean(sides[right_air] == RIGHT) > 0.95
+    assert np.count_nonzero(sides == LEFT) > 1000
+
+
+def test_segment_writes_sides_and_airways_and_records_the_tuning(real_data, tmp_path):
+    import json
+    import shutil
+
+    from radiolab.cli.segment import main
+    from radiolab.io import read_header, read_volume
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    shutil.copy(real_data("cip/TestInput.nrrd"), scans / "TestInput.nrrd")
+    out = tmp_path / "out"
+    assert main(["--in", str(scans), "--out", str(out), "--model", "zaffino2021", "--quiet",
+                 "--lung-setting", "airway_max_area_cm2=9"]) == 0
+    sides = read_volume(out / "TestInput_sides.nrrd").array
+    airways = read_volume(out / "TestInput_airways.nrrd").array
+    lung = read_volume(out / "TestInput_lung.nrrd").array
+    assert set(np.unique(sides)) == {0, 1, 2} and np.array_equal(sides > 0, lung > 0)
+    assert airways.any() and not (airways.astype(bool) & (lung > 0)).any()
+    header = read_header(out / "TestInput_sides.nrrd")
+    assert header["Segment0_Name"] == "right lung" and header["Segment1_Name"] == "left lung"
+    parameters = json.loads(read_header(out / "TestInput_lung.nrrd")["radiolab_parameters"])
+    assert parameters["lung_mask"]["chest"]["airway_max_area_cm2"] == 9
+    import csv
+
+    with (out / "summary.csv").open() as table:
+        row = next(csv.DictReader(table))
+    spacing = np.prod(read_volume(out / "TestInput_airways.nrrd").geometry.spacing)
+    assert float(row["airway_volume_ml"]) == pytest.approx(airways.astype(bool).sum() * spacing / 1000, rel=1e-3)
+    right_ml = np.count_nonzero(sides == 1) * spacing / 1000
+    assert float(row["right_lung_volume_ml"]) == pytest.approx(right_ml, rel=1e-3)
+    assert main(["--in", str(scans), "--out", str(tmp_path / "bad"), "--quiet", "--lung-setting", "nope=1"]) == 2
