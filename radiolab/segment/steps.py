@@ -18,7 +18,6 @@ from radiolab.external_masks import LungMasks, find_mask, mask_content_hash, rea
 from radiolab.io import (AIRWAY_SEGMENTS, LUNG_SEGMENTS, SIDE_SEGMENTS, Volume, read_volume, slicer_segment_fields,
                          write_json_atomic, write_volume)
 from radiolab.lung import kernel_threads, lung_mask, lung_volume_ml
-from radiolab.lung_segmentation import segment_lungs
 from radiolab.mixture import TissueMixture, label_tissue, lung_histogram
 from radiolab.scoring import scan_tables
 from radiolab.segment.config import SegmentConfig
@@ -101,6 +100,8 @@ def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: boo
 
 def _segment_sides(volume: Volume, paths, config: SegmentConfig, settings, input_hash: str) -> np.ndarray:
     """Default preset: lung mask, ``<id>_sides.nrrd`` and (when found) ``<id>_airways.nrrd``."""
+    from radiolab.lung_segmentation import segment_lungs  # with scipy: only for the presets that use it
+
     result = segment_lungs(volume.array, volume.geometry.spacing, settings, direction=volume.geometry.direction)
     for note in result.notes:
         LOG.info("%s: %s", paths["lung"].name.removesuffix("_lung.nrrd"), note)
