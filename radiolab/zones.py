@@ -261,7 +261,10 @@ def zone_table(labels: np.ndarray, sides: np.ndarray, thirds: np.ndarray) -> dic
     counts = np.zeros((12, 8), np.int64)
     # Zone codes 4 * side + third made slab by slab: no full-volume temporaries.
     for slab in slabs(tuple(slice(0, n) for n in labels.shape)):
-        pairs = (sides[slab].astype(np.int64) * 4 + thirds[slab]) * 8 + labels[slab]
+        pairs = sides[slab].astype(np.uint8) * np.uint8(4)  # codes < 96: uint8, in place
+        pairs += thirds[slab].astype(np.uint8, copy=False)
+        pairs *= np.uint8(8)
+        pairs += labels[slab].astype(np.uint8, copy=False)
         counts += np.bincount(pairs.ravel(), minlength=12 * 8)[: 12 * 8].reshape(12, 8)
     table: dict[str, dict[str, float | int | None]] = {}
     for name, side, third in ZONES:
