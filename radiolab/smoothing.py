@@ -62,16 +62,20 @@ def median_labels(labels: np.ndarray, *, size: int = 4, backend: str = "fast") -
                        for b, n in zip(box, labels.shape))
     padded = _padded_window_source(labels, out_region, before, after)
     region_shape = out[out_region].shape
-    threads = min(_thread_count(), max(1, region_shape[0] // (4 * size)))
+    # Slabs along the first axis of about 8 times the window (small temporaries), on
+    # threads (numpy releases the GIL); output rows [a, b) see the source rows
+    # [a, b + size - 1).
+    parts = max(1, region_shape[0] // (8 * size))
+    threads = min(_thread_count(), parts)
+    cuts = [region_shape[0] * k // parts for k in range(parts + 1)]
+    target = out[out_region]
     if threads == 1:
-        out[out_region] = _median_from_counts(padded, size, before, after, region_shape)
+        for start, stop in zip(cuts[:-1], cuts[1:]):
+            target[start:stop] = _median_from_counts(padded[start: stop + size - 1], size, before, after,
+                                                     (stop - start,) + region_shape[1:])
         return out
-    # Slabs along the first axis in threads (numpy releases the GIL); output rows
-    # [a, b) see the source rows [a, b + size - 1).
     from concurrent.futures import ThreadPoolExecutor
 
-    cuts = [region_shape[0] * k // threads for k in range(threads + 1)]
-    target = out[out_region]
 
     def slab(part):
         start, stop = part

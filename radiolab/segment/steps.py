@@ -145,16 +145,18 @@ def label_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, mixture: Ti
                                       "radiolab_input_hash": input_hash,
                                       "radiolab_label_key": config.label_key(mixture)})
     # Each map is compressed and written in a thread (ISA-L and the file writes release
-    # the GIL) while the median and the tables are computed.
+    # the GIL) while the tables and the median are computed; the tables first, so that
+    # their region maps are gone before the median map exists (peak memory).
     with _writer() as writer:
         written = [writer.submit(write_volume, paths["labels"], labels, volume.geometry,
                                  fields={**segment_fields, **provenance}, compression_level=config.compression_level)]
+        row = _tables(scan, out_dir, config, volume, mask, labels, paths, settings)
         smoothed = median_labels(labels, size=config.median_size, backend=config.backend)
         written.append(writer.submit(write_volume, paths["median"], smoothed, volume.geometry,
                                      fields={**segment_fields, **provenance,
                                              "radiolab_median_size": str(config.median_size)},
                                      compression_level=config.compression_level))
-        row = _tables(scan, out_dir, config, volume, mask, labels, paths, settings)
+        del smoothed
         for future in written:
             future.result()
     write_json_atomic(paths["row"], row)
