@@ -147,13 +147,13 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
     centres = body.slice_centres(inside, steps, volume.shape[0])
     in_body = (share <= tuning.outside_fraction) | (pure < tuning.gas_min_air_fraction)
     in_body[0] = False
-    stats = cc3d.statistics(labels, no_slice_conversion=True)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     if planar:
         min_voxels = tuning.min_area_cm2 * 100.0 / (spacing[1] * spacing[2])
     else:
         min_voxels = settings.min_island / voxel_ml
-    rejected["outside air"] += int(np.count_nonzero(~in_body[1:] & (stats["voxel_counts"][1:] >= min_voxels)))
+    candidate_sizes = _voxel_counts(labels, count)
+    rejected["outside air"] += int(np.count_nonzero(~in_body[1:] & (candidate_sizes[1:] >= min_voxels)))
     air = in_body[labels]
     del labels
     airways = None
@@ -243,6 +243,15 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
         _clear_airway_walls(sides_out, airways, volume, spacing, wall_mm=tuning.airway_wall_mm,
                             threshold_hu=settings.threshold_hu)
     return sides_out > 0, sides_out, airways
+
+
+def _voxel_counts(labels: np.ndarray, count: int, *, block: int = 1 << 22) -> np.ndarray:
+    """Voxels per label 0..count, counted a block at a time (no full-size int64 copy)."""
+    flat = labels.reshape(-1)
+    sizes = np.zeros(count + 1, dtype=np.int64)
+    for start in range(0, flat.size, block):
+        sizes += np.bincount(flat[start:start + block], minlength=count + 1)
+    return sizes
 
 
 def _clear_airway_walls(sides, airways, volume, spacing, *, wall_mm, threshold_hu) -> None:

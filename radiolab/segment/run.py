@@ -178,9 +178,9 @@ def _segment(scans, out: Path, config: SegmentConfig, mixture: TissueMixture | N
                     _log_failure(report.errors[-1])
                 survivors = []
     report.mixture = mixture
-    items = [(scan, result.volume, result.mask, result.input_hash) for scan, result in survivors]
+    items = [(scan, result.volume, result.mask, result.input_hash, result.regions) for scan, result in survivors]
     for scan, result in survivors:  # the arrays now travel with the items only
-        result.volume = result.mask = None
+        result.volume = result.mask = result.regions = None
     labelled = executor.map(_LabelTask(str(out), config, mixture, force), items, description="labels",
                             progress=progress, keys=[scan.id for scan, _ in survivors])
     del items

@@ -51,7 +51,7 @@ LOG = logging.getLogger("radiolab.segment")
 
 
 def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: bool = False,
-              input_hash: str | None = None):
+              input_hash: str | None = None, regions: dict[str, Any] | None = None):
     """Map step 1: read the scan, segment the lungs, write the mask and histogram.
 
     ``<id>_hist.json``, the step's record, is deleted first and written last, after
@@ -61,6 +61,10 @@ def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: boo
     ----------
     input_hash : str, optional
         `ScanInput.content_hash` of the scan, if already computed.
+    regions : dict, optional
+        With ``keep`` and the default preset, filled with what `label_scan` would
+        otherwise read back from this step's files: ``sides`` (uint8 map) and
+        ``airway_volume_ml`` (0 when no airway was found).
 
     Returns ``(histogram, volume, mask)``; volume and mask are None unless ``keep``.
     """
@@ -79,7 +83,8 @@ def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: boo
         unlink_if_present(paths["sides"])
         unlink_if_present(paths["airways"])
     elif settings.chest is not None:
-        mask = _segment_sides(volume, paths, config, settings, input_hash)
+        mask = _segment_sides(volume, paths, config, settings, input_hash,
+                              regions if keep and regions is not None else None)
     else:
         mask = lung_mask(volume.array, spacing, preset=config.preset, backend=config.backend,
                          threshold_hu=settings.threshold_hu, opening=settings.opening,
@@ -98,8 +103,12 @@ def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: boo
     return histogram, None, None
 
 
-def _segment_sides(volume: Volume, paths, config: SegmentConfig, settings, input_hash: str) -> np.ndarray:
-    """Default preset: lung mask, ``<id>_sides.nrrd`` and (when found) ``<id>_airways.nrrd``."""
+def _segment_sides(volume: Volume, paths, config: SegmentConfig, settings, input_hash: str,
+                   regions: dict[str, Any] | None = None) -> np.ndarray:
+    """Default preset: lung mask, ``<id>_sides.nrrd`` and (when found) ``<id>_airways.nrrd``.
+
+    ``regions``, when given, receives the sides map and the airway volume (`mask_scan`).
+    """
     from radiolab.lung_segmentation import segment_lungs  # with scipy: only for the presets that use it
 
     result = segment_lungs(volume.array, volume.geometry.spacing, settings, direction=volume.geometry.direction)
@@ -115,18 +124,24 @@ def _segment_sides(volume: Volume, paths, config: SegmentConfig, settings, input
         write_volume(paths["airways"], result.airways.view(np.uint8), volume.geometry,
                      fields={**slicer_segment_fields(result.airways.shape, AIRWAY_SEGMENTS), **provenance},
                      compression_level=config.compression_level)
+    if regions is not None:
+        regions["sides"] = result.sides
+        regions["airway_volume_ml"] = (0.0 if result.airways is None
+                                       else lung_volume_ml(result.airways, volume.geometry.spacing))
     return result.mask
 
 
 def label_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, mixture: TissueMixture,
                volume: Volume | None = None, mask: np.ndarray | None = None, *,
-               input_hash: str | None = None) -> dict[str, Any]:
+               input_hash: str | None = None, regions: dict[str, Any] | None = None) -> dict[str, Any]:
     """Map step 2: label the lung voxels, median-filter, write label maps, summarise.
 
     ``<id>_summary.json``, the step's record, is deleted first and written last, after
     ``<id>_phenotypes.json`` (the scan's rows of ``phenotypes.csv``); the label maps
     carry the input hash and the label key in their headers. With external masks, their
-    sides, lobes and thirds are used where they have them.
+    sides, lobes and thirds are used where they have them. ``regions`` is what
+    `mask_scan` kept of the default preset's sides and airways (read from its files
+    when not given).
     """
     paths = output_paths(out_dir, scan.id)
     unlink_if_present(paths["row"])
@@ -150,7 +165,7 @@ def label_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, mixture: Ti
     with _writer() as writer:
         written = [writer.submit(write_volume, paths["labels"], labels, volume.geometry,
                                  fields={**segment_fields, **provenance}, compression_level=config.compression_level)]
-        row = _tables(scan, out_dir, config, volume, mask, labels, paths, settings)
+        row = _tables(scan, out_dir, config, volume, mask, labels, paths, settings, regions)
         smoothed = median_labels(labels, size=config.median_size, backend=config.backend)
         written.append(writer.submit(write_volume, paths["median"], smoothed, volume.geometry,
                                      fields={**segment_fields, **provenance,
@@ -163,13 +178,16 @@ def label_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, mixture: Ti
     return row
 
 
-def _tables(scan, out_dir, config, volume, mask, labels, paths, settings) -> dict[str, Any]:
+def _tables(scan, out_dir, config, volume, mask, labels, paths, settings, kept=None) -> dict[str, Any]:
     """The scan's phenotype rows (written) and its summary row (returned)."""
     regions: dict[str, Any] = {}
     airway_ml = None
     if config.lung_masks is not None:
         external = external_masks(scan, config, volume)
         regions = {"sides": external.sides, "lobes": external.lobes, "thirds": external.thirds}
+    elif settings.chest is not None and kept:
+        regions = {"sides": kept["sides"]}
+        airway_ml = kept["airway_volume_ml"]
     elif settings.chest is not None and paths["sides"].is_file():
         sides = read_volume(paths["sides"]).array
         if sides.shape != mask.shape:

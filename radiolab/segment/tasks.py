@@ -55,6 +55,7 @@ class MaskOutcome:
     skipped: bool
     volume: Volume | None = None
     mask: np.ndarray | None = None
+    regions: dict[str, Any] | None = None
 
 
 class _MaskTask:
@@ -75,9 +76,10 @@ class _MaskTask:
             histogram = current_histogram(paths, self.config, input_hash)
             if histogram is not None:
                 return MaskOutcome(histogram, input_hash, skipped=True)
+        regions: dict[str, Any] = {}
         histogram, volume, mask = steps.mask_scan(scan, self.out_dir, self.config, keep=self.keep,
-                                                  input_hash=input_hash)
-        return MaskOutcome(histogram, input_hash, skipped=False, volume=volume, mask=mask)
+                                                  input_hash=input_hash, regions=regions)
+        return MaskOutcome(histogram, input_hash, skipped=False, volume=volume, mask=mask, regions=regions or None)
 
 
 class _LabelTask:
@@ -87,10 +89,10 @@ class _LabelTask:
         self.out_dir, self.config, self.mixture, self.force = out_dir, config, mixture, force
 
     def __call__(self, item):
-        scan, volume, mask, input_hash = item
-        return _run_step("labels", self._label, scan, volume, mask, input_hash)
+        scan, volume, mask, input_hash, regions = item
+        return _run_step("labels", self._label, scan, volume, mask, input_hash, regions)
 
-    def _label(self, scan, volume, mask, input_hash):
+    def _label(self, scan, volume, mask, input_hash, regions=None):
         paths = output_paths(self.out_dir, scan.id)
         for key in ("labels", "median", "phenotypes", "row"):  # left by a worker that died in this step
             remove_partial_writes(paths[key])
@@ -98,7 +100,8 @@ class _LabelTask:
             row = current_row(paths, input_hash, self.config.label_key(self.mixture))
             if row is not None:
                 return row, True
-        return steps.label_scan(scan, self.out_dir, self.config, self.mixture, volume, mask, input_hash=input_hash), False
+        return steps.label_scan(scan, self.out_dir, self.config, self.mixture, volume, mask, input_hash=input_hash,
+                                regions=regions), False
 
 
 def _unpack(scan: ScanInput, step: str, outcome) -> tuple[Any, ScanError | None]:
