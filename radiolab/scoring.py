@@ -202,21 +202,29 @@ def scan_tables(
     """
     if not labels.shape == volume.shape == mask.shape:
         raise ValueError(f"labels {labels.shape}, volume {volume.shape} and mask {mask.shape} differ in shape")
+    for name, array in (("sides", sides), ("thirds", thirds), ("lobes", lobes)):
+        if array is not None and array.shape != volume.shape:
+            raise ValueError(f"{name} {array.shape} and volume {volume.shape} differ in shape")
     lung = mask.astype(bool, copy=False)
-    if sides is None:
-        sides = split_sides(mask, spacing, direction=direction)
-    else:
-        sides = np.where(lung, sides, 0).astype(np.uint8)
-    if thirds is None:
-        thirds = lung_thirds(lung, direction=direction)
-    else:
-        thirds = np.where(lung, thirds, 0).astype(np.uint8)
-    phenotypes = region_phenotypes(volume, lung, spacing, sides=sides, thirds=thirds, lobes=lobes, labels=labels)
-    # Everything counted lies in the lung's box; outside it labels and sides are 0.
-    box = _union_box(bounding_box(sides), bounding_box(labels))
+    # Everything counted lies in the box of the lung and the labels: outside it the
+    # sides, thirds and labels are 0, so the tables are made on that box alone. The
+    # sides are split on the whole mask (their default midline is the volume's centre).
+    box = _union_box(bounding_box(lung), bounding_box(labels))
     if box is None:
         box = (slice(0, 0),) * 3
-    pairs = _side_label_counts(sides[box], labels[box])
+    lung_box, labels_box = lung[box], labels[box]
+    if sides is None:
+        sides_box = split_sides(mask, spacing, direction=direction)[box]
+    else:
+        sides_box = np.where(lung_box, sides[box], 0).astype(np.uint8)
+    if thirds is None:
+        # The thirds follow the raster order of the lung voxels, which the crop keeps.
+        thirds_box = lung_thirds(lung_box, direction=direction)
+    else:
+        thirds_box = np.where(lung_box, thirds[box], 0).astype(np.uint8)
+    phenotypes = region_phenotypes(volume[box], lung_box, spacing, sides=sides_box, thirds=thirds_box,
+                                   lobes=None if lobes is None else lobes[box], labels=labels_box)
+    pairs = _side_label_counts(sides_box, labels_box)
     row: dict[str, Any] = dict(volumes_from_counts(pairs.sum(axis=0), spacing))
     for value, side in SIDE_NAMES.items():
         side_row = volumes_from_counts(pairs[value], spacing)
@@ -228,7 +236,7 @@ def scan_tables(
     whole = phenotypes[0]
     for column in DENSITY_INDICES:
         row[column] = whole[column] if whole[column] is not None else 0.0
-    row.update(zone_scores(labels, sides, thirds))
+    row.update(zone_scores(labels_box, sides_box, thirds_box))
     if lobes is not None:
         row["lobar_severity"] = lobar_severity(labels, lobes)["lobar_severity"]
     return row, phenotypes

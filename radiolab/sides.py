@@ -124,11 +124,7 @@ def split_sides(
     if box is None:
         return np.zeros(mask.shape, dtype=np.uint8)
     sub = lung[box]
-    padded_shape = tuple(-(-n // b) * b for n, b in zip(sub.shape, blocks))
-    padded = np.zeros(padded_shape, dtype=bool)
-    padded[tuple(slice(0, n) for n in sub.shape)] = sub
-    coarse = padded.reshape(padded_shape[0] // blocks[0], blocks[0], padded_shape[1] // blocks[1], blocks[1],
-                            padded_shape[2] // blocks[2], blocks[2]).any(axis=(1, 3, 5))
+    coarse = _block_any(sub, blocks)
     coarse_spacing = tuple(s * b for s, b in zip(spacing, blocks))
     # Index x of the coarse grid still runs along the same physical direction.
     # Block centres in the full grid's index units, so that the fallback compares
@@ -138,12 +134,44 @@ def split_sides(
     coarse_sides = _split(coarse, coarse_spacing, matrix, min_share, max_erosion_mm,
                           max(step, min(coarse_spacing)) if step_mm is None else step, float(midline_mm),
                           full_spacing=spacing, to_full=to_full)
-    fine = coarse_sides
-    for axis, b in enumerate(blocks):
-        fine = np.repeat(fine, b, axis=axis)
+    # Every voxel takes its block's side: one broadcast write into the blocked view.
+    fine = np.empty(tuple(c * b for c, b in zip(coarse_sides.shape, blocks)), dtype=np.uint8)
+    fine.reshape(coarse_sides.shape[0], blocks[0], coarse_sides.shape[1], blocks[1],
+                 coarse_sides.shape[2], blocks[2])[...] = coarse_sides[:, None, :, None, :, None]
     sides = np.zeros(mask.shape, dtype=np.uint8)
-    sides[box] = np.where(sub, fine[tuple(slice(0, n) for n in sub.shape)], np.uint8(0))
+    np.multiply(fine[tuple(slice(0, n) for n in sub.shape)], sub, out=sides[box])
     return sides
+
+
+def _block_any(mask: np.ndarray, blocks) -> np.ndarray:
+    """Whether any voxel of each block of ``blocks`` voxels is set (edge blocks may be partial).
+
+    One axis at a time, z first, so that each pass works on the already reduced array.
+    """
+    reduced = mask
+    for axis, b in enumerate(blocks):
+        if b == 1:
+            continue
+        n = reduced.shape[axis]
+        full = n // b
+        shape = list(reduced.shape)
+        shape[axis] = -(-n // b)
+        out = np.zeros(shape, dtype=bool)
+        index = [slice(None)] * 3
+        index[axis] = slice(0, full)
+        head = out[tuple(index)]
+        for offset in range(b):
+            part = [slice(None)] * 3
+            part[axis] = slice(offset, full * b, b)
+            head |= reduced[tuple(part)]
+        if full * b < n:
+            last = [slice(None)] * 3
+            last[axis] = slice(full, full + 1)
+            rest = [slice(None)] * 3
+            rest[axis] = slice(full * b, n)
+            out[tuple(last)] = reduced[tuple(rest)].any(axis=axis, keepdims=True)
+        reduced = out
+    return reduced
 
 
 def _split(mask, spacing, matrix, min_share, max_erosion_mm, step, midline_mm, *,

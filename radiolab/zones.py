@@ -154,7 +154,8 @@ def lung_thirds(mask: np.ndarray, *, direction: Sequence[float] = IDENTITY_DIREC
     if mask.ndim != 3:
         raise ValueError(f"mask must be 3-D (z, y, x), got shape {mask.shape}")
     lung = to_patient_order(mask.astype(bool, copy=False), direction)
-    per_slice = lung.reshape(lung.shape[0], -1).sum(axis=1, dtype=np.int64)
+    per_slice = (lung.reshape(lung.shape[0], -1).sum(axis=1, dtype=np.int64) if lung.size
+                 else np.zeros(lung.shape[0], np.int64))
     total = int(per_slice.sum())
     thirds = np.zeros(lung.shape, dtype=np.uint8)
     if total == 0:
