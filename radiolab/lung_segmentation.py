@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from radiolab import airways as airway_trace
-from radiolab import body, gut_gas, pleura
+from radiolab import body, bony_air, gut_gas, pleura
 from radiolab.errors import NoLungError
 from radiolab.orientation import IDENTITY_DIRECTION, reorientation
 from radiolab.sides import LEFT, RIGHT, SIDE_NAMES, split_sides
@@ -87,7 +87,7 @@ def segment_lungs(volume: np.ndarray, spacing, settings, *, direction=IDENTITY_D
     canon_spacing = orient.spacing(spacing)
     tuning = settings.chest
     notes: list[str] = []
-    rejected = {"outside air": 0, "gut gas": 0}
+    rejected = {"outside air": 0, "gut gas": 0, "air enclosed by bone": 0}
     if canonical.shape[0] <= tuning.thin_max_slices:
         mask = np.zeros(canonical.shape, dtype=bool)
         sides = np.zeros(canonical.shape, dtype=np.uint8)
@@ -190,6 +190,10 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
                               max_vessel_fraction=tuning.gas_max_vessel_fraction):
             rejected["gut gas"] += 1
             continue
+        if tuning.bone_max_shell_fraction is not None and _enclosed_by_bone(
+                volume, labels[island_box] == index, full_box, spacing, tuning, planar):
+            rejected["air enclosed by bone"] += 1
+            continue
         keep[index] = True
         if content.air_fraction >= tuning.gas_min_air_fraction:
             pure[index] = island_box
@@ -243,6 +247,18 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
         _clear_airway_walls(sides_out, airways, volume, spacing, wall_mm=tuning.airway_wall_mm,
                             threshold_hu=settings.threshold_hu)
     return sides_out > 0, sides_out, airways
+
+
+def _enclosed_by_bone(volume, island, full_box, spacing, tuning, planar) -> bool:
+    """Whether an island's shell is mostly bone (`radiolab.bony_air`): sinuses, not lung."""
+    reach = max(tuning.bone_shell_mm, max(spacing[1:]) * 1.01)
+    pad = [0 if planar and axis == 0 else int(np.ceil(reach / s)) + 1 for axis, s in enumerate(spacing)]
+    padded = tuple(slice(max(0, b.start - p), min(n, b.stop + p)) for b, p, n in zip(full_box, pad, volume.shape))
+    mask = np.zeros([b.stop - b.start for b in padded], dtype=bool)
+    mask[tuple(slice(b.start - q.start, b.stop - q.start) for b, q in zip(full_box, padded))] = island
+    share = bony_air.bone_shell_share(volume[padded], mask, spacing, bone_hu=tuning.bone_hu,
+                                      shell_mm=tuning.bone_shell_mm)
+    return share > tuning.bone_max_shell_fraction
 
 
 def _clear_airway_walls(sides, airways, volume, spacing, *, wall_mm, threshold_hu) -> None:

@@ -72,6 +72,16 @@ def test_cropped_chest_keeps_lungs_and_leaves_the_heart_out(real_data):
     assert np.count_nonzero(heart & result.mask) <= 0.02 * np.count_nonzero(heart)
 
 
+def test_head_ct_is_no_lung(real_data):
+    # The nasal cavity and sinuses (about 98 mL of air with bony septa) passed as a lung;
+    # their shell is 24 % bone (3 mm), real lungs' 6-10 % (radiolab.bony_air).
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(real_data("dcm_qa_ct/GE"))))
+    image = reader.Execute()
+    with pytest.raises(NoLungError, match="enclosed by bone"):
+        segment(image, sitk.GetArrayFromImage(image))
+
+
 def test_upper_abdomen_without_lung_is_no_lung(real_data):
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(real_data("totalseg/example_ct_dicom"))))
