@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from radiolab.lung import settings_for
 from radiolab.lung_segmentation import segment_lungs
@@ -60,13 +61,25 @@ def test_gut_gas_and_airways_stay_out(case):
 
 def test_no_voxel_in_the_mediastinum(case):
     name, spacing, phantom, result = case
-    if name.startswith("0.7mm"):
-        # Measured: 31 voxels (0.01 mL) in the upper region and 10 at the bases,
-        # partial-volume voxels of -445 to -224 HU along the phantom's medial lung border
-        # (at the corner where it steps from the junction line to the posterior
-        # mediastinum); their centres lie just outside the truth.
-        pytest.xfail("partial-volume voxels along the phantom's medial border at 0.7 mm")
-    assert not (result.mask & phantom.truth["mediastinum"]).any()
+    mediastinum = phantom.truth["mediastinum"]
+    if not name.startswith("0.7mm"):
+        assert not (result.mask & mediastinum).any()
+        return
+    # At 0.7 mm the truth (voxel centres) and the partial volume disagree on the lung's
+    # border: voxels whose centre lies just outside the lung can still be 20-50 % lung
+    # (-460 to -200 HU), and the threshold keeps a few of them. The test is then: no voxel
+    # in the mediastinum's core (the mediastinum less its one-voxel rim along the lungs),
+    # and in the rim only threshold voxels face-adjacent to the lung, a tiny share of the
+    # rim's sub-threshold voxels. Measured: 33 and 10 voxels (0.011 and 0.003 mL),
+    # -459 to -209 HU, 0.08 % and 0.11 % of the rim voxels below -155 HU.
+    assert not (result.mask & phantom.truth["mediastinum_core"]).any()
+    rim = mediastinum & ~phantom.truth["mediastinum_core"]
+    taken = result.mask & rim
+    assert ml(taken, spacing) <= 0.05
+    assert (phantom.volume[taken] < SETTINGS.threshold_hu).all()
+    beside_lung = ndimage.binary_dilation(phantom.truth["lung"])  # face neighbours
+    assert beside_lung[taken].all()
+    assert np.count_nonzero(taken) <= 0.005 * np.count_nonzero(rim & (phantom.volume < SETTINGS.threshold_hu))
 
 
 def test_trachea_is_traced_where_the_scan_reaches_it(case):
