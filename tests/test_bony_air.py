@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from radiolab.bony_air import bone_shell_share
 
@@ -17,8 +18,6 @@ def test_shell_share_counts_bone_among_the_body_voxels_of_the_shell():
     island[10:20, 10:20, 10:20] = True
     volume[island] = -1000
     volume[:, :, 20:] = 700
-    from scipy import ndimage
-
     shell = ndimage.distance_transform_edt(~island) <= 2.0
     shell &= ~island
     expected = np.count_nonzero(shell & (volume > 300)) / np.count_nonzero(shell)
