@@ -113,8 +113,10 @@ def test_run_from_scans_masks_once(tmp_path):
     out = tmp_path / "robust"
     report = run_robustness(scans, out, sizes=(2,), repeats=2, n_init=1)
     assert report["source"] == "scans"
+    # The mask step's outputs only (the default preset also writes sides and airways): no labels.
+    mask_outputs = ("_hist.json", "_lung.nrrd", "_sides.nrrd", "_airways.nrrd")
     assert sorted(os.listdir(out / "masks")) == sorted(
-        [f"s{i}_hist.json" for i in range(3)] + [f"s{i}_lung.nrrd" for i in range(3)])
+        f"s{i}{suffix}" for i in range(3) for suffix in mask_outputs)
     stamp = os.stat(out / "masks" / "s0_hist.json").st_mtime_ns
     again = run_robustness(scans, out, sizes=(2,), repeats=2, n_init=1)
     assert os.stat(out / "masks" / "s0_hist.json").st_mtime_ns == stamp
