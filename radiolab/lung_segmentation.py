@@ -15,7 +15,9 @@ Steps (in patient coordinates, on the canonical view of `radiolab.orientation`):
    touch at a junction line; a single lung gets its side from the trachea or the body
    midline. Where the two touch, the touching voxels are cleared, so the lungs are
    separate components. Prevents: heart, great vessels and oesophagus bridged into
-   the mask.
+   the mask. A single "lung" centred on the body's centre line (``midline_air_mm``) in
+   an uncut body is air of the head, not lung. Prevents: the nasal cavity and sinuses
+   of a head CT taken for a lung.
 6. Each lung closed alone with a ball of ``closing_radii`` mm and its costal bites
    filled from the pleural envelope (`radiolab.pleura`). Prevents: subpleural
    consolidation falling out of the mask. The outer layer's partial-volume voxels go
@@ -32,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from radiolab import airways as airway_trace
-from radiolab import body, bony_air, gut_gas, pleura
+from radiolab import body, gut_gas, pleura
 from radiolab.errors import NoLungError
 from radiolab.orientation import IDENTITY_DIRECTION, reorientation
 from radiolab.sides import LEFT, RIGHT, SIDE_NAMES, split_sides
@@ -87,7 +89,7 @@ def segment_lungs(volume: np.ndarray, spacing, settings, *, direction=IDENTITY_D
     canon_spacing = orient.spacing(spacing)
     tuning = settings.chest
     notes: list[str] = []
-    rejected = {"outside air": 0, "gut gas": 0, "air enclosed by bone": 0}
+    rejected = {"outside air": 0, "gut gas": 0, "air on the midline": 0}
     if canonical.shape[0] <= tuning.thin_max_slices:
         mask = np.zeros(canonical.shape, dtype=bool)
         sides = np.zeros(canonical.shape, dtype=np.uint8)
@@ -190,10 +192,6 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
                               max_vessel_fraction=tuning.gas_max_vessel_fraction):
             rejected["gut gas"] += 1
             continue
-        if tuning.bone_max_shell_fraction is not None and _enclosed_by_bone(
-                volume, labels[island_box] == index, full_box, spacing, tuning, planar):
-            rejected["air enclosed by bone"] += 1
-            continue
         keep[index] = True
         if content.air_fraction >= tuning.gas_min_air_fraction:
             pure[index] = island_box
@@ -213,6 +211,10 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
     lungs = keep[labels]
     del labels
     sides_box = _split(lungs, spacing, midline - box[2].start, tuning.side_min_share, planar)
+    if tuning.midline_air_mm is not None and _on_the_midline(sides_box, box, centres, inside, steps, spacing,
+                                                             tuning.midline_air_mm):
+        rejected["air on the midline"] += 1
+        return None
     sub_volume = volume[box]
     box_centres = centres[box[0]] - np.array([box[1].start, box[2].start], dtype=float)
     radius = settings.closing_radii[0] if settings.closing_radii else 0.0
@@ -249,16 +251,17 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
     return sides_out > 0, sides_out, airways
 
 
-def _enclosed_by_bone(volume, island, full_box, spacing, tuning, planar) -> bool:
-    """Whether an island's shell is mostly bone (`radiolab.bony_air`): sinuses, not lung."""
-    reach = max(tuning.bone_shell_mm, max(spacing[1:]) * 1.01)
-    pad = [0 if planar and axis == 0 else int(np.ceil(reach / s)) + 1 for axis, s in enumerate(spacing)]
-    padded = tuple(slice(max(0, b.start - p), min(n, b.stop + p)) for b, p, n in zip(full_box, pad, volume.shape))
-    mask = np.zeros([b.stop - b.start for b in padded], dtype=bool)
-    mask[tuple(slice(b.start - q.start, b.stop - q.start) for b, q in zip(full_box, padded))] = island
-    share = bony_air.bone_shell_share(volume[padded], mask, spacing, bone_hu=tuning.bone_hu,
-                                      shell_mm=tuning.bone_shell_mm)
-    return share > tuning.bone_max_shell_fraction
+def _on_the_midline(sides_box, box, centres, inside, steps, spacing, limit_mm) -> bool:
+    """One "lung" centred on an uncut body's centre line: air of the head, not a lung."""
+    present = [side for side in (RIGHT, LEFT) if (sides_box == side).any()]
+    if len(present) != 1:
+        return False
+    z = np.flatnonzero(sides_box.any(axis=(1, 2))) + box[0].start
+    if body.cut_at_the_sides(inside, steps, z):
+        return False
+    box_centres = centres - np.array([box[1].start, box[2].start], dtype=float)[None, :]
+    offset = body.centre_offset_mm(sides_box > 0, box_centres[box[0]], spacing)
+    return abs(offset) <= limit_mm
 
 
 def _clear_airway_walls(sides, airways, volume, spacing, *, wall_mm, threshold_hu) -> None:

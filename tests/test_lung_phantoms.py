@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from radiolab.errors import NoLungError
 from radiolab.lung import settings_for
 from radiolab.lung_segmentation import segment_lungs
 from radiolab.orientation import IDENTITY_DIRECTION
@@ -177,3 +178,30 @@ def test_one_lung_gets_its_side_from_the_trachea_not_the_image_centre():
     assert dice(result.sides == LEFT, left) >= 0.97
     assert any("one lung" in note for note in result.notes)
 
+
+
+def test_single_air_body_on_the_midline_is_not_a_lung():
+    # Head-like: no lungs, one 60 mL air body with tissue septa on the body's centre line
+    # (the nasal cavity and sinuses of a head CT); the same body 80 mm to the left is a
+    # (single) lung.
+    spacing = (3.0, 3.0, 3.0)
+    phantom = anatomical_phantom(spacing, stomach_gas_ml=0.0, colon_gas_ml=(), seed=4)
+    base = phantom.volume.copy()
+    base[phantom.truth["lung"] | phantom.truth["airways"]] = 40
+    z, y, x = np.meshgrid(*[np.arange(n) * s for n, s in zip(base.shape, spacing)], indexing="ij")
+    centre_z, centre_y = 90.0 + 110.0, -40.0 + 180.0  # patient z 90 mm, y -40 mm in grid mm
+
+    def with_air_at(x_mm):
+        volume = base.copy()
+        blob = ((z - centre_z) / 30.0) ** 2 + ((y - centre_y) / 25.0) ** 2 + ((x - (x_mm + 180.0)) / 20.0) ** 2 <= 1.0
+        volume[blob] = -900
+        volume[blob & (np.abs(x - (x_mm + 180.0)) < 1.6) & (z < centre_z)] = 300  # a partial septum
+        return volume, blob
+
+    volume, blob = with_air_at(0.0)
+    assert np.count_nonzero(blob) * 27.0 / 1000.0 > 50.0
+    with pytest.raises(NoLungError, match="on the midline"):
+        segment_lungs(volume, spacing, SETTINGS)
+    volume, blob = with_air_at(80.0)
+    result = segment_lungs(volume, spacing, SETTINGS)
+    assert dice(result.mask, blob) > 0.8
