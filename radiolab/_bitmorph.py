@@ -73,18 +73,25 @@ def _shift_x(packed: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _shift_zy(packed: np.ndarray, dz: int, dy: int) -> np.ndarray:
-    """out[z, y] = in[z + dz, y + dy], zeros outside."""
-    if dz == 0 and dy == 0:
-        return packed
-    out = np.zeros_like(packed)
-    nz, ny = packed.shape[:2]
+def _combine_shifted(result: np.ndarray, source: np.ndarray, dz: int, dy: int, combine, erode: bool) -> None:
+    """result[z, y] = combine(result[z, y], source[z + dz, y + dy]) in place, zeros outside."""
+    nz, ny = result.shape[:2]
     if abs(dz) >= nz or abs(dy) >= ny:
-        return out
+        if erode:
+            result[...] = 0
+        return
     dst = (slice(max(-dz, 0), nz - max(dz, 0)), slice(max(-dy, 0), ny - max(dy, 0)))
     src = (slice(max(dz, 0), nz - max(-dz, 0)), slice(max(dy, 0), ny - max(-dy, 0)))
-    out[dst] = packed[src]
-    return out
+    combine(result[dst], source[src], out=result[dst])
+    if erode:  # where the shifted source lies outside the volume it is background
+        if dz > 0:
+            result[nz - dz:] = 0
+        elif dz < 0:
+            result[:-dz] = 0
+        if dy > 0:
+            result[:, ny - dy:] = 0
+        elif dy < 0:
+            result[:, :-dy] = 0
 
 
 def _x_runs(packed: np.ndarray, widths, combine, width: int) -> dict[int, np.ndarray]:
@@ -101,13 +108,15 @@ def _x_runs(packed: np.ndarray, widths, combine, width: int) -> dict[int, np.nda
 def _apply(packed: np.ndarray, element: Element, width: int, erode: bool) -> np.ndarray:
     combine = np.bitwise_and if erode else np.bitwise_or
     runs = _x_runs(packed, set(element.values()), combine, width)
-    result = None
-    for (dz, dy), w in element.items():
-        shifted = _shift_zy(runs[w], dz, dy)
-        if result is None:
-            result = shifted.copy()
-        else:
-            combine(result, shifted, out=result)
+    items = sorted(element.items(), key=lambda item: item[0] != (0, 0))  # the unshifted term first
+    (dz, dy), w = items[0]
+    if (dz, dy) == (0, 0):
+        result = runs[w].copy()
+    else:
+        result = np.full_like(packed, 0xFF if erode else 0)
+        _combine_shifted(result, runs[w], dz, dy, combine, erode)
+    for (dz, dy), w in items[1:]:
+        _combine_shifted(result, runs[w], dz, dy, combine, erode)
     return result
 
 
@@ -121,8 +130,36 @@ def dilate(packed: np.ndarray, element: Element, width: int) -> np.ndarray:
     return _apply(packed, element, width, erode=False)
 
 
-def opening(mask: np.ndarray, element: Element) -> np.ndarray:
-    """Binary opening of a boolean (z, y, x) volume, outside counted as background."""
+def opening(mask: np.ndarray, element: Element, *, threads: int = 1) -> np.ndarray:
+    """Binary opening of a boolean (z, y, x) volume, outside counted as background.
+
+    With ``threads`` > 1 the volume is cut into that many slabs along z, each opened
+    in its own thread (numpy releases the GIL) with a margin of twice the element's z
+    reach, so that every kept slice saw all the voxels it depends on.
+    """
+    nz = mask.shape[0]
+    margin = 2 * max(abs(dz) for dz, _ in element)
+    threads = max(1, min(int(threads), nz // max(1, 4 * margin)))
+    if threads == 1:
+        return _opening(mask, element)
+    from concurrent.futures import ThreadPoolExecutor
+
+    cuts = [nz * k // threads for k in range(threads + 1)]
+    parts = list(zip(cuts[:-1], cuts[1:]))
+
+    def open_part(part):
+        start, stop = part
+        lo, hi = max(start - margin, 0), min(stop + margin, nz)
+        return _opening(mask[lo:hi], element)[start - lo: stop - lo]
+
+    out = np.empty(mask.shape, dtype=bool)
+    with ThreadPoolExecutor(threads) as pool:
+        for (start, stop), result in zip(parts, pool.map(open_part, parts)):
+            out[start:stop] = result
+    return out
+
+
+def _opening(mask: np.ndarray, element: Element) -> np.ndarray:
     width = mask.shape[-1]
     packed = pack(mask)
     eroded = erode(packed, element, width)

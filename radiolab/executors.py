@@ -83,7 +83,17 @@ def _one_line(error: BaseException) -> str:
     return traceback.format_exception_only(type(error), error)[-1].strip()
 
 
+class _NoProgressBar:
+    def update(self, count: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _progress_bar(total: int, description: str, progress: bool):
+    if not progress:  # tqdm not even imported (it starts a monitor thread)
+        return _NoProgressBar()
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=description, unit="scan", disable=None if progress else True, leave=False)
@@ -234,13 +244,14 @@ class JoblibExecutor(Executor):
                 finished: set[int] = set()
                 try:
                     # Never n_jobs=1: joblib would run in this process, where a crash is fatal.
-                    # Each worker's multi-threaded kernels get their share of the cores.
+                    # Each worker's multi-threaded kernels get their share of the cores; the
+                    # workers start with the first task, so the setting spans the whole loop.
                     with kernel_threads(max(1, (os.cpu_count() or 1) // self.jobs)):
                         parallel = Parallel(n_jobs=max(self.jobs, 2), return_as="generator_unordered")
-                    for index, outcome in parallel(delayed(task)((i, items[i])) for i in pending):
-                        finished.add(index)
-                        bar.update()
-                        yield index, outcome
+                        for index, outcome in parallel(delayed(task)((i, items[i])) for i in pending):
+                            finished.add(index)
+                            bar.update()
+                            yield index, outcome
                 except Exception as error:  # a dead worker breaks the pool
                     if not _is_pool_death(error):
                         raise

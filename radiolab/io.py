@@ -275,36 +275,61 @@ def _read_nrrd_data(path: str, size: tuple[int, ...]) -> np.ndarray | None:
     """Voxels of an attached gzip or raw NRRD, decoded with ISA-L; None for other layouts.
 
     SimpleITK has already read and checked the header (geometry comes from it); this
-    only replaces its slower gzip decoding. Anything unusual falls back to SimpleITK.
+    only replaces its slower gzip decoding. The data are decoded straight into the
+    array, without an intermediate copy. Anything unusual falls back to SimpleITK.
     """
     with open(path, "rb") as handle:
-        content = handle.read()
-    end = content.find(b"\n\n")
-    if end < 0 or not content.startswith(b"NRRD"):
-        return None
-    fields = {}
-    for line in content[:end].decode("latin-1").splitlines()[1:]:
-        if line.startswith("#") or ":=" in line or ": " not in line:
-            continue
-        key, value = line.split(": ", 1)
-        fields[key.strip().lower()] = value.strip()
-    if {"data file", "datafile", "line skip", "lineskip", "byte skip", "byteskip"} & fields.keys():
-        return None
-    dtype_name = {v: k for k, v in NRRD_TYPES.items()}.get(fields.get("type", ""))
-    encoding = fields.get("encoding")
-    if dtype_name is None or encoding not in ("gzip", "gz", "raw"):
-        return None
-    dtype = np.dtype(dtype_name).newbyteorder(">" if fields.get("endian") == "big" else "<")
-    payload = content[end + 2:]
-    try:
-        raw = _gunzip(payload) if encoding in ("gzip", "gz") else payload
-    except (OSError, EOFError, zlib.error):
-        raise InputError(path, "cannot read voxel data (truncated or corrupt gzip stream)") from None
-    expected = math.prod(size) * dtype.itemsize
-    if len(raw) != expected:
-        raise InputError(path, f"cannot read voxel data: {len(raw)} bytes for {expected} expected (truncated?)")
-    # A writable copy in native byte order (frombuffer over bytes is read-only).
-    return np.frombuffer(raw, dtype=dtype).reshape(size[::-1]).astype(dtype.newbyteorder("="), copy=True)
+        head = handle.read(1 << 16)
+        if not head.startswith(b"NRRD"):
+            return None
+        end = head.find(b"\n\n")
+        while end < 0 and len(head) < (1 << 24):  # long headers: many custom fields
+            more = handle.read(1 << 16)
+            if not more:
+                return None
+            head += more
+            end = head.find(b"\n\n")
+        if end < 0:
+            return None
+        fields = {}
+        for line in head[:end].decode("latin-1").splitlines()[1:]:
+            if line.startswith("#") or ":=" in line or ": " not in line:
+                continue
+            key, value = line.split(": ", 1)
+            fields[key.strip().lower()] = value.strip()
+        if {"data file", "datafile", "line skip", "lineskip", "byte skip", "byteskip"} & fields.keys():
+            return None
+        dtype_name = {v: k for k, v in NRRD_TYPES.items()}.get(fields.get("type", ""))
+        encoding = fields.get("encoding")
+        if dtype_name is None or encoding not in ("gzip", "gz", "raw"):
+            return None
+        dtype = np.dtype(dtype_name).newbyteorder(">" if fields.get("endian") == "big" else "<")
+        array = np.empty(size[::-1], dtype=dtype)
+        expected = array.nbytes
+        handle.seek(end + 2)
+        try:
+            stream = _gunzip_stream(handle) if encoding in ("gzip", "gz") else handle
+            filled = _read_into(stream, memoryview(array.reshape(-1).view(np.uint8)))
+            extra = len(stream.read(1)) if filled == expected else 0
+        except (OSError, EOFError, zlib.error):
+            raise InputError(path, "cannot read voxel data (truncated or corrupt gzip stream)") from None
+    if filled != expected or extra:
+        found = f"{filled} bytes" if not extra else f"more than {expected} bytes"
+        raise InputError(path, f"cannot read voxel data: {found} for {expected} expected (truncated?)")
+    if not dtype.isnative:
+        array = array.byteswap().view(dtype.newbyteorder("="))
+    return array
+
+
+def _read_into(stream, buffer: memoryview, block: int = 1 << 22) -> int:
+    # Blocks of 4 MiB: a gzip reader decodes a whole request into a temporary first.
+    filled = 0
+    while filled < len(buffer):
+        count = stream.readinto(buffer[filled: filled + block])
+        if not count:
+            break
+        filled += count
+    return filled
 
 
 def read_header(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -432,7 +457,8 @@ def write_volume(
     if array.dtype.str[1:] not in NRRD_TYPES:
         raise ValueError(f"write_volume cannot store dtype {array.dtype}")
     header = _nrrd_header(array, geometry, fields or {})
-    data = _gzip(array.tobytes(), compression_level)
+    # Compressed from the array's own buffer: no bytes copy of the volume.
+    data = _gzip(memoryview(array.reshape(-1).view(np.uint8)), compression_level)
     with atomic_path(path) as temporary:
         with open(temporary, "wb") as handle:
             handle.write(header)
@@ -487,12 +513,15 @@ def _gzip(data: bytes, level: int) -> bytes:
     return isal_zlib.compress(data, isal_level, wbits=31)
 
 
-def _gunzip(data: bytes) -> bytes:
+def _gunzip_stream(handle):
+    """A reader of the gzip stream that starts at the handle's position."""
     try:
         from isal import igzip
     except ImportError:  # pragma: no cover
-        return zlib.decompress(data, wbits=47)
-    return igzip.decompress(data)
+        import gzip
+
+        return gzip.GzipFile(fileobj=handle, mode="rb")
+    return igzip.IGzipFile(fileobj=handle, mode="rb")
 
 
 # 3D Slicer reads these NRRD fields to show a label map as named, coloured segments.

@@ -113,6 +113,27 @@ def density_indices(volume: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     return row
 
 
+def _union_box(a, b):
+    if a is None or b is None:
+        return a if b is None else b
+    return tuple(slice(min(p.start, q.start), max(p.stop, q.stop)) for p, q in zip(a, b))
+
+
+def _side_label_counts(sides: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Voxel counts of every (side 0..2, label 0..5) pair, as a 3 x 6 int64 array.
+
+    One pass counts the code 8 * side + label, a few slices at a time, so that
+    bincount's int64 copy of the codes stays small.
+    """
+    counts = np.zeros(24, dtype=np.int64)
+    step = max(1, (1 << 22) // max(1, int(np.prod(labels.shape[1:]))))
+    for start in range(0, labels.shape[0], step):
+        codes = sides[start: start + step] * np.uint8(8)
+        codes += labels[start: start + step]
+        counts += np.bincount(codes.ravel(), minlength=24)[:24]
+    return counts.reshape(3, 8)[:, :6]
+
+
 def summary_row(
     labels: np.ndarray,
     volume: np.ndarray,
@@ -192,12 +213,10 @@ def scan_tables(
         thirds = np.where(lung, thirds, 0).astype(np.uint8)
     phenotypes = region_phenotypes(volume, lung, spacing, sides=sides, thirds=thirds, lobes=lobes, labels=labels)
     # Everything counted lies in the lung's box; outside it labels and sides are 0.
-    box = bounding_box(sides.astype(bool) | (labels > 0))
+    box = _union_box(bounding_box(sides), bounding_box(labels))
     if box is None:
         box = (slice(0, 0),) * 3
-    boxed_labels, boxed_sides = labels[box], sides[box]
-    # One pass counts every (side, class) pair: code = 8 * side + label.
-    pairs = np.bincount((boxed_sides * np.uint8(8) + boxed_labels).ravel(), minlength=24)[:24].reshape(3, 8)[:, :6]
+    pairs = _side_label_counts(sides[box], labels[box])
     row: dict[str, Any] = dict(volumes_from_counts(pairs.sum(axis=0), spacing))
     for value, side in SIDE_NAMES.items():
         side_row = volumes_from_counts(pairs[value], spacing)

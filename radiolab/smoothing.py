@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from radiolab.errors import ParameterError
-from radiolab.lung import bounding_box
+from radiolab.lung import _thread_count, bounding_box
 
 
 def median_labels(labels: np.ndarray, *, size: int = 4, backend: str = "fast") -> np.ndarray:
@@ -49,19 +49,41 @@ def median_labels(labels: np.ndarray, *, size: int = 4, backend: str = "fast") -
         return ndimage.median_filter(labels, size=size)
     if labels.dtype.kind not in "ub" and not (labels.dtype.kind == "i" and (labels.size == 0 or labels.min() >= 0)):
         raise ValueError(f"labels must be non-negative integers, got dtype {labels.dtype}")
-    out = np.zeros_like(labels)
+    out = np.zeros(labels.shape, dtype=labels.dtype)  # calloc: only the box's pages take memory
     if labels.size == 0:
         return out
     before = size // 2
     after = size - before - 1
-    box = bounding_box(labels != 0)
+    box = bounding_box(labels)
     if box is None:
         return out
     # A label at j reaches the outputs j - after .. j + before.
     out_region = tuple(slice(max(b.start - after, 0), min(b.stop + before, n))
                        for b, n in zip(box, labels.shape))
     padded = _padded_window_source(labels, out_region, before, after)
-    out[out_region] = _median_from_counts(padded, size, before, after, out[out_region].shape)
+    region_shape = out[out_region].shape
+    # Slabs along the first axis of about 8 times the window (small temporaries), on
+    # threads (numpy releases the GIL); output rows [a, b) see the source rows
+    # [a, b + size - 1).
+    parts = max(1, region_shape[0] // (8 * size))
+    threads = min(_thread_count(), parts)
+    cuts = [region_shape[0] * k // parts for k in range(parts + 1)]
+    target = out[out_region]
+    if threads == 1:
+        for start, stop in zip(cuts[:-1], cuts[1:]):
+            target[start:stop] = _median_from_counts(padded[start: stop + size - 1], size, before, after,
+                                                     (stop - start,) + region_shape[1:])
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+
+    def slab(part):
+        start, stop = part
+        target[start:stop] = _median_from_counts(padded[start: stop + size - 1], size, before, after,
+                                                 (stop - start,) + region_shape[1:])
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(slab, zip(cuts[:-1], cuts[1:])))
     return out
 
 
@@ -87,22 +109,44 @@ def _median_from_counts(source, size, before, after, shape):
     result = np.zeros(shape, dtype=source.dtype)
     count_dtype = np.uint8 if window < 256 else np.uint16 if window < 65536 else np.uint32
     for level in range(top):
-        below = (source <= level).astype(count_dtype)
+        below = np.less_equal(source, level)
+        below = below.view(np.uint8) if count_dtype == np.uint8 else below.astype(count_dtype)
         counts = _box_sum(below, size)
+        del below
         # result = number of levels whose cumulative count is still short of the rank
-        result += (counts < rank).astype(source.dtype)
+        result += counts < rank
     return result
 
 
 def _box_sum(array, size):
     """Sum over windows of ``size`` along every axis (valid part only)."""
     for axis in range(array.ndim):
-        n = array.shape[axis] - size + 1
-        total = _take(array, axis, 0, n).copy()
-        for offset in range(1, size):
-            total += _take(array, axis, offset, offset + n)
-        array = total
+        array = _window_sum(array, axis, size)
     return array
+
+
+def _window_sum(array, axis, size):
+    """Sums of ``size`` consecutive values along ``axis``.
+
+    Sums of 2, 4, 8 ... values are built by doubling and those of the binary digits
+    of ``size`` added: a window of 4 costs two additions instead of three.
+    """
+    length = array.shape[axis] - size + 1
+    powers = {1: array}
+    width = 1
+    while width * 2 <= size:
+        previous = powers[width]
+        m = previous.shape[axis]
+        powers[width * 2] = _take(previous, axis, 0, m - width) + _take(previous, axis, width, m)
+        width *= 2
+    total = None
+    offset = 0
+    for part in sorted(powers, reverse=True):
+        if size - offset >= part:
+            piece = _take(powers[part], axis, offset, offset + length)
+            total = piece if total is None else total + piece
+            offset += part
+    return total
 
 
 def _take(array, axis, start, stop):

@@ -164,7 +164,7 @@ def lung_thirds(mask: np.ndarray, *, direction: Sequence[float] = IDENTITY_DIREC
     start = end - per_slice
     # A slice wholly inside one third takes its label; a boundary slice is split below.
     slice_label = np.select([end <= first, end <= second], [LOWER, MIDDLE], default=UPPER).astype(np.uint8)
-    thirds[:] = np.where(lung, slice_label[:, None, None], np.uint8(0))
+    np.multiply(lung, slice_label[:, None, None], out=thirds)  # no full-volume temporary
     for s in np.flatnonzero((per_slice > 0) & (((start < first) & (end > first)) | ((start < second) & (end > second)))):
         flat = lung[s].ravel()
         rank = start[s] + np.cumsum(flat) - 1  # 0-based position of each lung voxel
@@ -258,7 +258,14 @@ def zone_table(labels: np.ndarray, sides: np.ndarray, thirds: np.ndarray) -> dic
     if sides.size and (int(sides.min()) < 0 or int(thirds.min()) < 0 or int(sides.max()) > LEFT
                        or int(thirds.max()) > LOWER):
         raise ValueError(f"sides must lie in 0..{LEFT} and thirds in 0..{LOWER}")
-    counts = _label_counts(sides.astype(np.uint8) * np.uint8(4) + thirds.astype(np.uint8), 12, labels)
+    counts = np.zeros((12, 8), np.int64)
+    # Zone codes 4 * side + third made slab by slab: no full-volume temporaries.
+    for slab in slabs(tuple(slice(0, n) for n in labels.shape)):
+        pairs = sides[slab].astype(np.uint8) * np.uint8(4)  # codes < 96: uint8, in place
+        pairs += thirds[slab].astype(np.uint8, copy=False)
+        pairs *= np.uint8(8)
+        pairs += labels[slab].astype(np.uint8, copy=False)
+        counts += np.bincount(pairs.ravel(), minlength=12 * 8)[: 12 * 8].reshape(12, 8)
     table: dict[str, dict[str, float | int | None]] = {}
     for name, side, third in ZONES:
         tally = counts[side * 4 + third]

@@ -34,3 +34,11 @@ def test_physical_ball_equals_scipy_structure(shape, radius, spacing):
     packed = _bitmorph.pack(mask)
     assert np.array_equal(_bitmorph.unpack(_bitmorph.dilate(packed, element, shape[-1]), shape[-1]),
                           ndimage.binary_dilation(mask, structure=structure))
+
+
+@pytest.mark.parametrize("threads", [2, 3, 5])
+def test_opening_in_threaded_slabs_equals_scipy(threads):
+    mask = np.random.default_rng(threads).random((61, 9, 13)) < 0.8
+    for element, kwargs in ((_bitmorph.octahedron(2), {"iterations": 2}),
+                            (_bitmorph.ball_element(2.0, (1.0, 0.7, 0.7)), {"structure": ball(2.0, (1.0, 0.7, 0.7))})):
+        assert np.array_equal(_bitmorph.opening(mask, element, threads=threads), ndimage.binary_opening(mask, **kwargs))

@@ -108,3 +108,37 @@ def test_written_nrrd_is_gzip(tmp_path):
     raw = path.read_bytes()
     body = raw[raw.index(b"\n\n") + 2:]
     assert gzip.decompress(body) == bytes(24)
+
+
+def _nrrd_bytes(array: np.ndarray, header_lines: list[str], encoding: str = "gzip") -> bytes:
+    endian = "big" if array.dtype.byteorder == ">" else "little"
+    header = ["NRRD0004", "type: int16", "dimension: 3", "sizes: " + " ".join(str(n) for n in array.shape[::-1]),
+              "spacings: 1 1 1", f"endian: {endian}", f"encoding: {encoding}", *header_lines]
+    payload = array.tobytes()
+    if encoding == "gzip":
+        payload = gzip.compress(payload)
+    return ("\n".join(header) + "\n\n").encode() + payload
+
+
+@pytest.mark.parametrize("dtype", ["<i2", ">i2"])
+@pytest.mark.parametrize("encoding", ["gzip", "raw"])
+def test_nrrd_voxels_decoded_in_place_equal_simpleitk(tmp_path, dtype, encoding):
+    array = np.random.default_rng(1).integers(-1024, 3000, size=(4, 5, 6)).astype(dtype)
+    # A header longer than the first block read (a long custom field).
+    path = tmp_path / "scan.nrrd"
+    path.write_bytes(_nrrd_bytes(array, ["note:=" + "x" * 100_000], encoding))
+    volume = read_volume(path)
+    assert volume.array.dtype == np.int16 and volume.array.flags.writeable
+    assert np.array_equal(volume.array, array.astype(np.int16))
+    assert np.array_equal(volume.array, sitk.GetArrayFromImage(sitk.ReadImage(str(path))))
+
+
+@pytest.mark.parametrize("change", ["short", "long"])
+def test_nrrd_with_the_wrong_amount_of_voxel_data_is_refused(tmp_path, change):
+    array = np.zeros((3, 4, 5), np.int16)
+    data = array.tobytes()
+    data = data[:-2] if change == "short" else data + b"\0\0"
+    path = tmp_path / "scan.nrrd"
+    path.write_bytes(_nrrd_bytes(array, [])[: -len(gzip.compress(array.tobytes()))] + gzip.compress(data))
+    with pytest.raises(InputError, match="scan.nrrd.*cannot read voxel data"):
+        read_volume(path)

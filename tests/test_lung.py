@@ -155,3 +155,32 @@ def test_ball_is_physical():
     element = ball(2.0, (2.0, 1.0, 1.0))
     assert element.shape == (3, 5, 5)
     assert element[1, 2, 4] and element[0, 2, 2] and not element[0, 2, 3]
+
+
+@pytest.mark.parametrize("slab_voxels", [1, 37, 500, 1 << 23])
+def test_islands_labelled_in_slabs_equal_scipy_label(slab_voxels):
+    from radiolab.lung import _lung_islands, _slab_islands
+
+    settings = settings_for("zaffino2021", min_island=6)
+    rng = np.random.default_rng(slab_voxels)
+    for _ in range(40):
+        shape = tuple(int(n) for n in rng.integers(1, 16, 3))
+        opened = rng.random(shape) < rng.uniform(0.3, 0.8)
+        expected = _lung_islands(opened, (1.0, 1.0, 1.0), settings, "reference")
+        assert np.array_equal(_slab_islands(opened, 6, slab_voxels=slab_voxels), expected)
+
+
+def test_bounding_box_equals_argwhere_extent():
+    from radiolab.lung import bounding_box
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        shape = (int(rng.integers(1, 6)), int(rng.integers(1, 6)), int(rng.choice([3, 8, 16])))
+        mask = rng.random(shape) < rng.uniform(0, 0.1)
+        pad = tuple(int(p) for p in rng.integers(0, 3, 3))
+        points = np.argwhere(mask)
+        expected = None if points.size == 0 else tuple(
+            slice(max(int(lo) - p, 0), min(int(hi) + 1 + p, n))
+            for lo, hi, p, n in zip(points.min(axis=0), points.max(axis=0), pad, shape))
+        assert bounding_box(mask, pad) == expected
+        assert bounding_box(mask.astype(np.uint8) * 7, pad) == expected

@@ -14,7 +14,7 @@ def test_median_equals_scipy_on_random_labels(shape, density):
     assert np.array_equal(median_labels(labels), ndimage.median_filter(labels, size=4))
 
 
-@pytest.mark.parametrize("size", [2, 3, 4, 5])
+@pytest.mark.parametrize("size", [2, 3, 4, 5, 7, 8])
 def test_other_window_sizes_equal_scipy(size):
     labels = np.random.default_rng(size).integers(0, 6, size=(9, 10, 11)).astype(np.uint8)
     assert np.array_equal(median_labels(labels, size=size), ndimage.median_filter(labels, size=size))
@@ -33,3 +33,9 @@ def test_median_of_a_label_map_in_a_large_empty_volume():
 def test_reference_backend_is_scipy():
     labels = np.random.default_rng(0).integers(0, 6, size=(6, 6, 6)).astype(np.uint8)
     assert np.array_equal(median_labels(labels, backend="reference"), ndimage.median_filter(labels, size=4))
+
+
+def test_median_in_threaded_slabs_equals_scipy(monkeypatch):
+    monkeypatch.setenv("RADIOLAB_KERNEL_THREADS", "3")
+    labels = np.random.default_rng(3).integers(0, 6, size=(50, 7, 9)).astype(np.uint8)
+    assert np.array_equal(median_labels(labels), ndimage.median_filter(labels, size=4))

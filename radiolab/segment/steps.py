@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -16,8 +17,7 @@ from radiolab.errors import InputError
 from radiolab.external_masks import LungMasks, find_mask, mask_content_hash, read_external_mask
 from radiolab.io import (AIRWAY_SEGMENTS, LUNG_SEGMENTS, SIDE_SEGMENTS, Volume, read_volume, slicer_segment_fields,
                          write_json_atomic, write_volume)
-from radiolab.lung import lung_mask, lung_volume_ml
-from radiolab.lung_segmentation import segment_lungs
+from radiolab.lung import kernel_threads, lung_mask, lung_volume_ml
 from radiolab.mixture import TissueMixture, label_tissue, lung_histogram
 from radiolab.scoring import scan_tables
 from radiolab.segment.config import SegmentConfig
@@ -100,6 +100,8 @@ def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: boo
 
 def _segment_sides(volume: Volume, paths, config: SegmentConfig, settings, input_hash: str) -> np.ndarray:
     """Default preset: lung mask, ``<id>_sides.nrrd`` and (when found) ``<id>_airways.nrrd``."""
+    from radiolab.lung_segmentation import segment_lungs  # with scipy: only for the presets that use it
+
     result = segment_lungs(volume.array, volume.geometry.spacing, settings, direction=volume.geometry.direction)
     for note in result.notes:
         LOG.info("%s: %s", paths["lung"].name.removesuffix("_lung.nrrd"), note)
@@ -138,16 +140,31 @@ def label_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, mixture: Ti
             raise InputError(paths["lung"], f"mask shape {mask.shape} differs from the scan's {volume.array.shape}")
     settings = config.lung_settings()
     labels = label_tissue(volume.array, mask, mixture, clip_hu=settings.clip_hu, backend=config.backend)
-    smoothed = median_labels(labels, size=config.median_size, backend=config.backend)
     segment_fields = slicer_segment_fields(labels.shape)
     provenance = scan_header_fields(volume) | provenance_fields(config, {"radiolab_mixture": json.dumps(mixture.to_json(), sort_keys=True),
                                       "radiolab_input_hash": input_hash,
                                       "radiolab_label_key": config.label_key(mixture)})
-    write_volume(paths["labels"], labels, volume.geometry, fields={**segment_fields, **provenance},
-                 compression_level=config.compression_level)
-    write_volume(paths["median"], smoothed, volume.geometry,
-                 fields={**segment_fields, **provenance, "radiolab_median_size": str(config.median_size)},
-                 compression_level=config.compression_level)
+    # Each map is compressed and written in a thread (ISA-L and the file writes release
+    # the GIL) while the tables and the median are computed; the tables first, so that
+    # their region maps are gone before the median map exists (peak memory).
+    with _writer() as writer:
+        written = [writer.submit(write_volume, paths["labels"], labels, volume.geometry,
+                                 fields={**segment_fields, **provenance}, compression_level=config.compression_level)]
+        row = _tables(scan, out_dir, config, volume, mask, labels, paths, settings)
+        smoothed = median_labels(labels, size=config.median_size, backend=config.backend)
+        written.append(writer.submit(write_volume, paths["median"], smoothed, volume.geometry,
+                                     fields={**segment_fields, **provenance,
+                                             "radiolab_median_size": str(config.median_size)},
+                                     compression_level=config.compression_level))
+        del smoothed
+        for future in written:
+            future.result()
+    write_json_atomic(paths["row"], row)
+    return row
+
+
+def _tables(scan, out_dir, config, volume, mask, labels, paths, settings) -> dict[str, Any]:
+    """The scan's phenotype rows (written) and its summary row (returned)."""
     regions: dict[str, Any] = {}
     airway_ml = None
     if config.lung_masks is not None:
@@ -169,8 +186,29 @@ def label_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, mixture: Ti
         row["airway_volume_ml"] = airway_ml
     if config.dicom_seg:
         row["dicom_seg"] = _write_dicom_seg(scan, out_dir, volume, labels, mask)
-    write_json_atomic(paths["row"], row)
     return row
+
+
+class _InlineWriter:
+    """`ThreadPoolExecutor`'s submit, run at once: for workers held to one kernel thread."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+    def submit(self, function, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(function(*args, **kwargs))
+        except Exception as error:  # raised again by result(), as from a thread
+            future.set_exception(error)
+        return future
+
+
+def _writer():
+    return _InlineWriter() if kernel_threads() == 1 else ThreadPoolExecutor(2)
 
 
 def _write_dicom_seg(scan: ScanInput, out_dir: str, volume: Volume, labels: np.ndarray, mask: np.ndarray) -> str:

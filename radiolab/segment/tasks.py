@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from radiolab._malloc import release_freed_memory_promptly
 from radiolab.errors import InputError, RadiolabError
 from radiolab.executors import TaskFailure
 from radiolab.io import Volume, remove_partial_writes
@@ -35,6 +36,7 @@ def _run_step(step: str, function: Callable, scan: ScanInput, *args, **kwargs):
 
     Errors in `FINAL_ERRORS` become a ScanError; others are raised for a retry.
     """
+    release_freed_memory_promptly()  # in whichever process runs the step
     try:
         return function(scan, *args, **kwargs), None
     except FINAL_ERRORS as error:
@@ -73,7 +75,8 @@ class _MaskTask:
             histogram = current_histogram(paths, self.config, input_hash)
             if histogram is not None:
                 return MaskOutcome(histogram, input_hash, skipped=True)
-        histogram, volume, mask = steps.mask_scan(scan, self.out_dir, self.config, keep=self.keep, input_hash=input_hash)
+        histogram, volume, mask = steps.mask_scan(scan, self.out_dir, self.config, keep=self.keep,
+                                                  input_hash=input_hash)
         return MaskOutcome(histogram, input_hash, skipped=False, volume=volume, mask=mask)
 
 
