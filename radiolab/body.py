@@ -163,3 +163,28 @@ def spine_midline(volume: np.ndarray, inside: np.ndarray, steps, spacing, *, bon
     if banded.max() * pixel_cm2 < 2.0 * sub.shape[0]:
         return None
     return float(np.argmax(banded) * steps[2])
+
+
+def centre_offset_mm(mask: np.ndarray, centres: np.ndarray, spacing) -> float:
+    """Mean left-right distance of ``mask``'s voxels from their slice's body centre, in mm.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean mask, canonical order, full grid.
+    centres : numpy.ndarray
+        Per slice, the (row, column) of the body's centre (`slice_centres`).
+    spacing : tuple of float
+        Voxel size, in mm.
+    """
+    z, _, x = np.nonzero(mask)
+    if z.size == 0:
+        return float("nan")
+    return float(np.mean(x - centres[z, 1]) * spacing[2])
+
+
+def cut_at_the_sides(inside: np.ndarray, steps, slices: np.ndarray) -> bool:
+    """Whether the envelope reaches the left or right image edge in any of ``slices``
+    (full-grid indices): the field of view cuts the body there."""
+    index = np.unique(np.minimum(np.asarray(slices) // steps[0], inside.shape[0] - 1))
+    return bool(inside[index][:, :, [0, -1]].any())

@@ -52,6 +52,12 @@ class ChestTuning:
         Gut gas has fewer than this share of vessel voxels inside it.
     gas_margin_mm : float
         Rim left out when the inside of an island is measured, in mm.
+    midline_air_mm : float or None
+        When only one lung is found, the body is not cut at the left or right by the field
+        of view, and that lung's voxels lie on average within this distance of the
+        body's centre line, it is air on the midline (the nasal cavity, sinuses and
+        pharynx of a head CT), not a lung, in mm: lungs are paired and lateral, and a
+        single one lies in its hemithorax. None switches the test off.
     side_min_share : float
         Each lung holds at least this share of the eroded mask when the sides are split.
     surface_hu : float or None
@@ -88,6 +94,7 @@ class ChestTuning:
     gas_vessel_hu: float = -750.0
     gas_max_vessel_fraction: float = 0.01
     gas_margin_mm: float = 3.0
+    midline_air_mm: float | None = 25.0
     side_min_share: float = 0.05
     surface_hu: float | None = -400.0
     surface_mm: float = 1.2

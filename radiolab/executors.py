@@ -84,6 +84,14 @@ def _one_line(error: BaseException) -> str:
 
 
 class _NoProgressBar:
+    """Stands in for a tqdm bar when progress is off (as a context manager too)."""
+
+    def __enter__(self) -> "_NoProgressBar":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     def update(self, count: int = 1) -> None:
         pass
 
@@ -96,7 +104,7 @@ def _progress_bar(total: int, description: str, progress: bool):
         return _NoProgressBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=description, unit="scan", disable=None if progress else True, leave=False)
+    return tqdm(total=total, desc=description, unit="scan", disable=None, leave=False)
 
 
 class Executor:

@@ -15,7 +15,9 @@ Steps (in patient coordinates, on the canonical view of `radiolab.orientation`):
    touch at a junction line; a single lung gets its side from the trachea or the body
    midline. Where the two touch, the touching voxels are cleared, so the lungs are
    separate components. Prevents: heart, great vessels and oesophagus bridged into
-   the mask.
+   the mask. A single "lung" centred on the body's centre line (``midline_air_mm``) in
+   an uncut body is air of the head, not lung. Prevents: the nasal cavity and sinuses
+   of a head CT taken for a lung.
 6. Each lung closed alone with a ball of ``closing_radii`` mm and its costal bites
    filled from the pleural envelope (`radiolab.pleura`). Prevents: subpleural
    consolidation falling out of the mask. The outer layer's partial-volume voxels go
@@ -87,7 +89,7 @@ def segment_lungs(volume: np.ndarray, spacing, settings, *, direction=IDENTITY_D
     canon_spacing = orient.spacing(spacing)
     tuning = settings.chest
     notes: list[str] = []
-    rejected = {"outside air": 0, "gut gas": 0}
+    rejected = {"outside air": 0, "gut gas": 0, "air on the midline": 0}
     if canonical.shape[0] <= tuning.thin_max_slices:
         mask = np.zeros(canonical.shape, dtype=bool)
         sides = np.zeros(canonical.shape, dtype=np.uint8)
@@ -209,6 +211,10 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
     lungs = keep[labels]
     del labels
     sides_box = _split(lungs, spacing, midline - box[2].start, tuning.side_min_share, planar)
+    if tuning.midline_air_mm is not None and _on_the_midline(sides_box, box, centres, inside, steps, spacing,
+                                                             tuning.midline_air_mm):
+        rejected["air on the midline"] += 1
+        return None
     sub_volume = volume[box]
     box_centres = centres[box[0]] - np.array([box[1].start, box[2].start], dtype=float)
     radius = settings.closing_radii[0] if settings.closing_radii else 0.0
@@ -252,6 +258,19 @@ def _voxel_counts(labels: np.ndarray, count: int, *, block: int = 1 << 22) -> np
     for start in range(0, flat.size, block):
         sizes += np.bincount(flat[start:start + block], minlength=count + 1)
     return sizes
+
+
+def _on_the_midline(sides_box, box, centres, inside, steps, spacing, limit_mm) -> bool:
+    """One "lung" centred on an uncut body's centre line: air of the head, not a lung."""
+    present = [side for side in (RIGHT, LEFT) if (sides_box == side).any()]
+    if len(present) != 1:
+        return False
+    z = np.flatnonzero(sides_box.any(axis=(1, 2))) + box[0].start
+    if body.cut_at_the_sides(inside, steps, z):
+        return False
+    box_centres = centres - np.array([box[1].start, box[2].start], dtype=float)[None, :]
+    offset = body.centre_offset_mm(sides_box > 0, box_centres[box[0]], spacing)
+    return abs(offset) <= limit_mm
 
 
 def _clear_airway_walls(sides, airways, volume, spacing, *, wall_mm, threshold_hu) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
+from radiolab.errors import NoLungError
 from radiolab.lung import settings_for
 from radiolab.lung_segmentation import segment_lungs
 from radiolab.orientation import IDENTITY_DIRECTION
@@ -60,13 +62,25 @@ def test_gut_gas_and_airways_stay_out(case):
 
 def test_no_voxel_in_the_mediastinum(case):
     name, spacing, phantom, result = case
-    if name.startswith("0.7mm"):
-        # Measured: 31 voxels (0.01 mL) in the upper region and 10 at the bases,
-        # partial-volume voxels of -445 to -224 HU along the phantom's medial lung border
-        # (at the corner where it steps from the junction line to the posterior
-        # mediastinum); their centres lie just outside the truth.
-        pytest.xfail("partial-volume voxels along the phantom's medial border at 0.7 mm")
-    assert not (result.mask & phantom.truth["mediastinum"]).any()
+    mediastinum = phantom.truth["mediastinum"]
+    if not name.startswith("0.7mm"):
+        assert not (result.mask & mediastinum).any()
+        return
+    # At 0.7 mm the truth (voxel centres) and the partial volume disagree on the lung's
+    # border: voxels whose centre lies just outside the lung can still be 20-50 % lung
+    # (-460 to -200 HU), and the threshold keeps a few of them. The test is then: no voxel
+    # in the mediastinum's core (the mediastinum less its one-voxel rim along the lungs),
+    # and in the rim only threshold voxels face-adjacent to the lung, a tiny share of the
+    # rim's sub-threshold voxels. Measured: 33 and 10 voxels (0.011 and 0.003 mL),
+    # -459 to -209 HU, 0.08 % and 0.11 % of the rim voxels below -155 HU.
+    assert not (result.mask & phantom.truth["mediastinum_core"]).any()
+    rim = mediastinum & ~phantom.truth["mediastinum_core"]
+    taken = result.mask & rim
+    assert ml(taken, spacing) <= 0.05
+    assert (phantom.volume[taken] < SETTINGS.threshold_hu).all()
+    beside_lung = ndimage.binary_dilation(phantom.truth["lung"])  # face neighbours
+    assert beside_lung[taken].all()
+    assert np.count_nonzero(taken) <= 0.005 * np.count_nonzero(rim & (phantom.volume < SETTINGS.threshold_hu))
 
 
 def test_trachea_is_traced_where_the_scan_reaches_it(case):
@@ -88,7 +102,8 @@ def test_emphysema_is_still_lung(laa):
     assert ml(result.mask & phantom.truth["gut_gas"], spacing) <= 1.0
 
 
-@pytest.mark.xfail(strict=True, reason="measured 38 % of 250 mL of posterior-basal consolidation kept: "
+@pytest.mark.xfail(strict=True, reason="measured 48 % (3 mm), 28 % (1.5 mm) and 32 % (0.7 mm) of 250 mL "
+                   "of posterior-basal consolidation kept: "
                    "the pleural envelope recovers bites along the costal wall, not consolidation "
                    "lying on the centre's side of all of its lung's air")
 def test_subpleural_consolidation_is_kept():
@@ -163,3 +178,30 @@ def test_one_lung_gets_its_side_from_the_trachea_not_the_image_centre():
     assert dice(result.sides == LEFT, left) >= 0.97
     assert any("one lung" in note for note in result.notes)
 
+
+
+def test_single_air_body_on_the_midline_is_not_a_lung():
+    # Head-like: no lungs, one 60 mL air body with tissue septa on the body's centre line
+    # (the nasal cavity and sinuses of a head CT); the same body 80 mm to the left is a
+    # (single) lung.
+    spacing = (3.0, 3.0, 3.0)
+    phantom = anatomical_phantom(spacing, stomach_gas_ml=0.0, colon_gas_ml=(), seed=4)
+    base = phantom.volume.copy()
+    base[phantom.truth["lung"] | phantom.truth["airways"]] = 40
+    z, y, x = np.meshgrid(*[np.arange(n) * s for n, s in zip(base.shape, spacing)], indexing="ij")
+    centre_z, centre_y = 90.0 + 110.0, -40.0 + 180.0  # patient z 90 mm, y -40 mm in grid mm
+
+    def with_air_at(x_mm):
+        volume = base.copy()
+        blob = ((z - centre_z) / 30.0) ** 2 + ((y - centre_y) / 25.0) ** 2 + ((x - (x_mm + 180.0)) / 20.0) ** 2 <= 1.0
+        volume[blob] = -900
+        volume[blob & (np.abs(x - (x_mm + 180.0)) < 1.6) & (z < centre_z)] = 300  # a partial septum
+        return volume, blob
+
+    volume, blob = with_air_at(0.0)
+    assert np.count_nonzero(blob) * 27.0 / 1000.0 > 50.0
+    with pytest.raises(NoLungError, match="on the midline"):
+        segment_lungs(volume, spacing, SETTINGS)
+    volume, blob = with_air_at(80.0)
+    result = segment_lungs(volume, spacing, SETTINGS)
+    assert dice(result.mask, blob) > 0.8

@@ -72,6 +72,17 @@ def test_cropped_chest_keeps_lungs_and_leaves_the_heart_out(real_data):
     assert np.count_nonzero(heart & result.mask) <= 0.02 * np.count_nonzero(heart)
 
 
+def test_head_ct_is_no_lung(real_data):
+    # The nasal cavity, sinuses and pharynx (about 98 mL of air with bony septa) passed
+    # as one lung; they lie on the head's centre line (measured 12 mm from it on
+    # average), a lung in its hemithorax (the phantom's single lung: 78 mm).
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(real_data("dcm_qa_ct/GE"))))
+    image = reader.Execute()
+    with pytest.raises(NoLungError, match="on the midline"):
+        segment(image, sitk.GetArrayFromImage(image))
+
+
 def test_upper_abdomen_without_lung_is_no_lung(real_data):
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(real_data("totalseg/example_ct_dicom"))))
