@@ -271,6 +271,41 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
     return Volume(hu, geometry, path)
 
 
+def read_map(path: str | os.PathLike[str]) -> np.ndarray:
+    """Voxels of an integer map (mask, sides, airways, labels) in their own type.
+
+    For the maps radiolab writes and reads back: unlike `read_volume`, no conversion
+    to int16 HU, so a uint8 map stays one byte per voxel.
+
+    Raises
+    ------
+    InputError
+        Naming the file, if it is missing, unreadable, not 3-D or not of an integer type.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(path, "file does not exist")
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise InputError(path, f"not a readable volume: {_first_line(error)}") from None
+    size = tuple(reader.GetSize())
+    _check_geometry(path, size, tuple(reader.GetSpacing()))
+    array = _read_nrrd_data(path, size) if path.lower().endswith(".nrrd") else None
+    if array is None:
+        try:
+            array = sitk.GetArrayFromImage(reader.Execute())
+        except RuntimeError as error:
+            raise InputError(path, f"cannot read voxel data (truncated or corrupt?): {_first_line(error)}") from None
+    if array.dtype.kind not in "iu" or array.ndim != 3:
+        raise InputError(path, f"expected a 3-D integer map, got {array.ndim}-D {array.dtype}")
+    return array
+
+
 def _read_nrrd_data(path: str, size: tuple[int, ...]) -> np.ndarray | None:
     """Voxels of an attached gzip or raw NRRD, decoded with ISA-L; None for other layouts.
 

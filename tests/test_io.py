@@ -142,3 +142,27 @@ def test_nrrd_with_the_wrong_amount_of_voxel_data_is_refused(tmp_path, change):
     path.write_bytes(_nrrd_bytes(array, [])[: -len(gzip.compress(array.tobytes()))] + gzip.compress(data))
     with pytest.raises(InputError, match="scan.nrrd.*cannot read voxel data"):
         read_volume(path)
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".nii.gz"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16])
+def test_read_map_keeps_the_integer_type(tmp_path, suffix, dtype):
+    from radiolab.io import read_map
+
+    array = np.random.default_rng(1).integers(0, 6, size=(4, 5, 6)).astype(dtype)
+    path = tmp_path / f"map{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    read = read_map(path)
+    assert read.dtype == dtype
+    assert np.array_equal(read, sitk.GetArrayFromImage(sitk.ReadImage(str(path))))
+
+
+def test_read_map_refuses_missing_and_float_files(tmp_path):
+    from radiolab.io import read_map
+
+    with pytest.raises(InputError, match="does not exist"):
+        read_map(tmp_path / "missing.nrrd")
+    path = tmp_path / "float.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((2, 3, 4), np.float32)), str(path))
+    with pytest.raises(InputError, match="float.nrrd.*integer map"):
+        read_map(path)

@@ -15,7 +15,7 @@ import numpy as np
 from radiolab.dicom.convert import scan_columns, scan_header_fields
 from radiolab.errors import InputError
 from radiolab.external_masks import LungMasks, find_mask, mask_content_hash, read_external_mask
-from radiolab.io import (AIRWAY_SEGMENTS, LUNG_SEGMENTS, SIDE_SEGMENTS, Volume, read_volume, slicer_segment_fields,
+from radiolab.io import (AIRWAY_SEGMENTS, LUNG_SEGMENTS, SIDE_SEGMENTS, Volume, read_map, slicer_segment_fields,
                          write_json_atomic, write_volume)
 from radiolab.lung import kernel_threads, lung_mask, lung_volume_ml
 from radiolab.mixture import TissueMixture, label_tissue, lung_histogram
@@ -150,7 +150,7 @@ def label_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, mixture: Ti
     if volume is None:
         volume = scan.read()
     if mask is None:
-        mask = read_volume(paths["lung"]).array.astype(bool)
+        mask = read_map(paths["lung"]).astype(bool)
         if mask.shape != volume.array.shape:
             raise InputError(paths["lung"], f"mask shape {mask.shape} differs from the scan's {volume.array.shape}")
     settings = config.lung_settings()
@@ -189,13 +189,13 @@ def _tables(scan, out_dir, config, volume, mask, labels, paths, settings, kept=N
         regions = {"sides": kept["sides"]}
         airway_ml = kept["airway_volume_ml"]
     elif settings.chest is not None and paths["sides"].is_file():
-        sides = read_volume(paths["sides"]).array
+        sides = read_map(paths["sides"])
         if sides.shape != mask.shape:
             raise InputError(paths["sides"], f"sides shape {sides.shape} differs from the scan's {mask.shape}")
         regions = {"sides": sides}
         airway_ml = 0.0
         if paths["airways"].is_file():
-            airway_ml = lung_volume_ml(read_volume(paths["airways"]).array.astype(bool), volume.geometry.spacing)
+            airway_ml = lung_volume_ml(read_map(paths["airways"]).astype(bool), volume.geometry.spacing)
     summary, phenotypes = scan_tables(labels, volume.array, mask, volume.geometry.spacing,
                                       direction=volume.geometry.direction, **regions)
     write_json_atomic(paths["phenotypes"], [{"id": scan.id, **r} for r in phenotypes])
