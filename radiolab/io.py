@@ -374,6 +374,28 @@ def read_header(path: str | os.PathLike[str]) -> dict[str, str]:
     return {k: v if isinstance(v, str) else str(v) for k, v in nrrd.read_header(os.fspath(path)).items()}
 
 
+def read_custom_fields(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``key:=value`` fields of an NRRD header, as strings (as `read_header` gives them).
+
+    Reads only the header's text, without pynrrd (whose parsing of the standard fields
+    costs more than reading them).
+    """
+    fields: dict[str, str] = {}
+    with open(os.fspath(path), "rb") as handle:
+        if not handle.readline().startswith(b"NRRD"):
+            return fields
+        for raw in handle:
+            line = raw.decode("ascii", "ignore").rstrip()
+            if line == "":
+                break
+            if line.startswith("#"):
+                continue
+            key, separator, value = line.partition(":=")
+            if separator and ":" not in key:
+                fields[key.strip()] = value.strip()
+    return fields
+
+
 def _first_line(error: BaseException) -> str:
     lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
     # ITK messages end with the useful sentence; keep it short.

@@ -313,7 +313,8 @@ def _slab_islands(opened: np.ndarray, min_voxels: float, *, slab_voxels: int = 1
         for z in range(0, labels.shape[0], 4):  # bincount's int64 copy a few slices at a time
             sizes[offset + 1: offset + count + 1] += np.bincount(labels[z: z + 4].ravel(), minlength=count + 1)[1:]
         for face in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
-            present = np.unique(face)
+            # bincount, not np.unique: numpy 2's unique imports numpy.ma (0.05-0.15 s)
+            present = np.flatnonzero(np.bincount(face.ravel(), minlength=count + 1))
             on_border[offset + present[present > 0]] = True
     root = _join_across_slabs(slabs, offsets, total)
     island_sizes = np.bincount(root, weights=sizes, minlength=total + 1)
@@ -342,7 +343,8 @@ def _join_across_slabs(slabs, offsets, total: int) -> np.ndarray:
             # Each pair as one integer, so that np.unique sorts plain numbers.
             codes = (below[touching].astype(np.int64) + offsets[k]) * (total + 1)
             codes += above[touching].astype(np.int64) + int(offsets[k + 1])
-            pairs.append(np.unique(codes))
+            codes.sort()
+            pairs.append(codes[np.concatenate(([True], codes[1:] != codes[:-1]))])
     if not pairs:
         return parent
 

@@ -647,6 +647,9 @@ def test_acquisition_facts_reach_the_nrrd_header(real_data, tmp_path):
     assert header["radiolab_kvp"] == str(ds.KVP)
     assert header["radiolab_slice_thickness_mm"] == str(ds.SliceThickness)
     assert header["radiolab_contrast_agent"] == ds.ContrastBolusAgent == "APPLIED"
+    from radiolab.io import read_custom_fields
+
+    assert read_custom_fields(report.written[0]) == {k: v for k, v in header.items() if k.startswith("radiolab_")}
 
 
 def test_segment_takes_allow_gaps_and_assume_ct(tmp_path):

@@ -166,3 +166,17 @@ def test_read_map_refuses_missing_and_float_files(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((2, 3, 4), np.float32)), str(path))
     with pytest.raises(InputError, match="float.nrrd.*integer map"):
         read_map(path)
+
+
+def test_read_custom_fields_equals_pynrrd(tmp_path):
+    from radiolab.io import read_custom_fields
+
+    path = tmp_path / "scan.nrrd"
+    fields = {"radiolab_source": "dicom", "radiolab_kvp": "120", "radiolab_note": "a b: c = d",
+              "radiolab_empty": ""}
+    write_volume(path, np.zeros((3, 4, 5), np.int16), Geometry(), fields=fields)
+    header = read_header(path)
+    custom = read_custom_fields(path)
+    assert custom == {key: header[key] for key in custom}
+    assert set(fields) <= set(custom)
+    assert read_custom_fields(tmp_path / "scan.nrrd")["radiolab_note"] == "a b: c = d"

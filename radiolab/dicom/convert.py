@@ -152,9 +152,9 @@ def scan_columns(volume: Volume) -> dict[str, str]:
     path = str(volume.path)
     if not path.lower().endswith((".nrrd", ".nhdr")):
         return {}
-    from radiolab.io import read_header
+    from radiolab.io import read_custom_fields
 
-    header = read_header(path)
+    header = read_custom_fields(path)
     if header.get("radiolab_source") != "dicom":
         return {}
     return {key: header.get(f"radiolab_{key}", "") for key in (*ACQUISITION_KEYS, "tilt_deg")}
