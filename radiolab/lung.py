@@ -327,8 +327,8 @@ def _slab_islands(opened: np.ndarray, min_voxels: float, *, slab_voxels: int = 1
     for (bound, (labels, count), offset) in zip(bounds, slabs, offsets):
         table = keep[offset: offset + count + 1].copy()
         table[0] = False
-        if table.any():  # straight into the output's slab (contiguous): no temporary
-            np.take(table, labels, out=out[bound[0]:bound[1]])
+        if table.any():
+            out[bound[0]:bound[1]] = table[labels]
     return out
 
 
