@@ -519,3 +519,18 @@ def test_joint_model_trains_with_segment_label_maps(cohort, tmp_path):
     row = result.history[0]
     assert row["train_seg_loss"] > 0 and row["train_loss"] == pytest.approx(row["train_cls_loss"] + row["train_seg_loss"])
     assert result.failures == []
+
+
+def test_classify_cli_raises_a_bug_instead_of_calling_it_a_usage_error(monkeypatch, tmp_path):
+    """Exit 2 is for radiolab's own input and option errors; a ValueError from a bug propagates."""
+    pytest.importorskip("torch", reason="classify needs the torch extra")
+    pytest.importorskip("monai", reason="classify needs the torch extra (MONAI)")
+    import radiolab.cli.classify as classify_cli
+    from radiolab.cli import main
+
+    def broken(args):
+        raise ValueError("shapes (3,) and (4,) not aligned")
+
+    monkeypatch.setattr(classify_cli, "_train", broken)
+    with pytest.raises(ValueError, match="not aligned"):
+        main(["classify", "train", "--data", str(tmp_path / "m.csv"), "--out", str(tmp_path / "r")])

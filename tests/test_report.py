@@ -572,3 +572,17 @@ document.title = "ORDER:" + Array.prototype.map.call(document.querySelectorAll("
     assert done.returncode == 0, done.stderr[-2000:]
     order = re.search(r"<title>ORDER:([^<]*)</title>", done.stdout)
     assert order is not None and order.group(1).split(",") == expected
+
+
+def test_a_bug_in_a_qc_image_is_raised_not_recorded(cohort, monkeypatch):
+    """Only radiolab's own errors become a per-scan note; a ValueError from a bug propagates."""
+    import radiolab.report.qc as qc_module
+
+    scans_dir, labels_dir, _ = cohort
+
+    def broken(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr(qc_module, "write_qc_image", broken)
+    with pytest.raises(ValueError, match="broadcast"):
+        write_qc_images(labels_dir, scans_dir)

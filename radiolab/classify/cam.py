@@ -20,6 +20,7 @@ from torch import nn
 
 from radiolab.classify.data import ScanSlices
 from radiolab.classify.models import class_logits
+from radiolab.errors import ParameterError
 from radiolab.io import atomic_path, write_volume
 
 
@@ -33,16 +34,16 @@ def find_cam_layer(model: nn.Module, name: str | None = None) -> nn.Module:
         no Conv2d layer.
     """
     if isinstance(model, torch.jit.ScriptModule):
-        raise ValueError("heat maps need forward hooks, which TorchScript models do not support")
+        raise ParameterError("heat maps need forward hooks, which TorchScript models do not support")
     modules = dict(model.named_modules())
     name = name or getattr(model, "cam_layer", None)
     if name:
         if name not in modules:
-            raise ValueError(f"no layer named {name!r} in the model; e.g. {', '.join(list(modules)[1:6])}")
+            raise ParameterError(f"no layer named {name!r} in the model; e.g. {', '.join(list(modules)[1:6])}")
         return modules[name]
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     if not convs:
-        raise ValueError("the model has no Conv2d layer to take heat maps from; name one with cam_layer")
+        raise ParameterError("the model has no Conv2d layer to take heat maps from; name one with cam_layer")
     return convs[-1]
 
 
@@ -110,7 +111,7 @@ def heatmap_volume(scan: ScanSlices, cams: np.ndarray) -> np.ndarray:
     """Heat maps on the scan's (z, y, x) grid: each classified slice gets its map mapped
     back through the crop, pad and resize; other slices are 0. float32 in [0, 1]."""
     if scan.geometry is None:
-        raise ValueError("heat-map volumes need a CT volume, not a 2-D image")
+        raise ParameterError("heat-map volumes need a CT volume, not a 2-D image")
     volume = np.zeros(scan.shape, dtype=np.float32)
     volume[scan.indices] = np.clip(scan.frame.invert(cams), 0.0, 1.0)
     return volume

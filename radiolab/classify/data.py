@@ -27,7 +27,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from scipy import ndimage
 
-from radiolab.errors import InputError
+from radiolab.errors import DataError, InputError, ParameterError
 from radiolab.io import Geometry, atomic_path, is_volume_file, read_volume, scan_id, write_json_atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -257,7 +257,7 @@ def select_slices(
         Increasing slice indices (int64).
     """
     if step < 1:
-        raise ValueError(f"step must be at least 1, got {step}")
+        raise ParameterError(f"step must be at least 1, got {step}")
     area = lung.reshape(lung.shape[0], -1).sum(axis=1) * float(spacing[1]) * float(spacing[2])
     lung_slices = np.flatnonzero(area >= min_lung_area_mm2)
     if lesion is not None:
@@ -582,7 +582,7 @@ def volume_to_slices(
         note = "lesion mask empty on lung slices; used every lung slice at the step instead"
     if len(indices) == 0:
         biggest = lung.reshape(lung.shape[0], -1).sum(axis=1).max() * spacing[1] * spacing[2]
-        raise ValueError(f"no slice has at least {min_lung_area_mm2:g} mm^2 of lung (largest: {biggest:.0f} mm^2)")
+        raise DataError(f"no slice has at least {min_lung_area_mm2:g} mm^2 of lung (largest: {biggest:.0f} mm^2)")
     shape2d = volume.shape[1:]
     if crop_margin_mm is None:
         box = (0, shape2d[0], 0, shape2d[1])

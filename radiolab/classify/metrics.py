@@ -18,6 +18,8 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
+from radiolab.errors import DataError, ParameterError
+
 
 def trimmed_subject_mean(probabilities: Sequence[float], order: Sequence[float] | None = None, *,
                          trim: float = 0.1) -> tuple[float, int]:
@@ -77,7 +79,7 @@ def delong_auc(y_true: Sequence[int], scores: Sequence[float]) -> tuple[float, f
     pos, neg = s[y == 1], s[y == 0]
     m, n = pos.size, neg.size
     if m == 0 or n == 0:
-        raise ValueError(f"AUC needs both classes; found {m} positive and {n} negative")
+        raise DataError(f"AUC needs both classes; found {m} positive and {n} negative")
     ranks_all = stats.rankdata(np.concatenate([pos, neg]))
     v10 = (ranks_all[:m] - stats.rankdata(pos)) / n          # per positive: share of negatives below
     v01 = 1.0 - (ranks_all[m:] - stats.rankdata(neg)) / m    # per negative: share of positives above
@@ -105,7 +107,7 @@ def auc_ci(y_true: Sequence[int], scores: Sequence[float], *, level: float = 0.9
         half = stats.norm.ppf(0.5 + level / 2.0) * math.sqrt(max(variance, 0.0))
         return auc, max(0.0, auc - half), min(1.0, auc + half)
     if method != "bootstrap":
-        raise ValueError(f"unknown CI method {method!r}; valid: delong, bootstrap")
+        raise ParameterError(f"unknown CI method {method!r}; valid: delong, bootstrap")
     y, s = _check_binary(y_true, scores)
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
@@ -133,12 +135,12 @@ def choose_threshold(y_true: Sequence[int], scores: Sequence[float], *, rule: st
     if sensitivity is None and not isinstance(rule, str):
         return float(rule)
     if sensitivity is None and rule != "youden":
-        raise ValueError(f"unknown threshold rule {rule!r}; valid: youden or a number")
+        raise ParameterError(f"unknown threshold rule {rule!r}; valid: youden or a number")
     from sklearn.metrics import roc_curve
 
     y, s = _check_binary(y_true, scores)
     if y.min() == y.max():
-        raise ValueError("choosing a threshold needs both classes among the validation subjects")
+        raise DataError("choosing a threshold needs both classes among the validation subjects")
     fpr, tpr, thresholds = roc_curve(y, s, drop_intermediate=False)
     fpr, tpr, thresholds = fpr[1:], tpr[1:], thresholds[1:]  # drop the +inf start point
     if sensitivity is not None:
@@ -184,7 +186,7 @@ def mcnemar_exact(first_correct: Sequence[bool], second_correct: Sequence[bool])
     first = np.asarray(first_correct, dtype=bool)
     second = np.asarray(second_correct, dtype=bool)
     if first.shape != second.shape:
-        raise ValueError("both readings must cover the same subjects")
+        raise DataError("both readings must cover the same subjects")
     b = int((first & ~second).sum())
     c = int((~first & second).sum())
     both = int((first & second).sum())

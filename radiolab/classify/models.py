@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from radiolab.classify.recipes import MODEL_NAMES, ClassifyConfig
-from radiolab.errors import InputError
+from radiolab.errors import DataError, InputError, ParameterError
 from radiolab.io import atomic_path
 
 DENSENET_BLOCKS = {
@@ -92,7 +92,7 @@ class JointClassifierSegmenter(nn.Module):
                  block_config=(6, 12, 32, 32), aspp_channels: int | None = None) -> None:
         super().__init__()
         if len(block_config) != 4:
-            raise ValueError(f"the joint model needs 4 dense blocks, got block_config={tuple(block_config)}")
+            raise ParameterError(f"the joint model needs 4 dense blocks, got block_config={tuple(block_config)}")
         features = _monai_densenet(in_channels, init_features=init_features, growth_rate=growth_rate,
                                    block_config=block_config).features
         names = [name for name, _ in features.named_children()]
@@ -158,12 +158,12 @@ def build_model(config: ClassifyConfig) -> nn.Module:
             for part in attribute.split("."):
                 target = getattr(target, part)
         except (ImportError, AttributeError) as error:
-            raise ValueError(f"cannot load model {name!r}: {error}") from None
+            raise ParameterError(f"cannot load model {name!r}: {error}") from None
         model = target()
         if not isinstance(model, nn.Module):
-            raise ValueError(f"model {name!r} returned {type(model).__name__}, not a torch.nn.Module")
+            raise ParameterError(f"model {name!r} returned {type(model).__name__}, not a torch.nn.Module")
         return model
-    raise ValueError(f"unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}, "
+    raise ParameterError(f"unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}, "
                      "a package.module:callable, or a TorchScript file")
 
 
@@ -188,7 +188,7 @@ def class_logits(output: Any) -> torch.Tensor:
         return output[:, 0]
     if output.ndim == 1:
         return output
-    raise ValueError(f"model output of shape {tuple(output.shape)}: expected (N,), (N, 1) or (N, 2) logits")
+    raise DataError(f"model output of shape {tuple(output.shape)}: expected (N,), (N, 1) or (N, 2) logits")
 
 
 def segmentation_logits(output: Any) -> torch.Tensor | None:
@@ -205,9 +205,9 @@ def resolve_device(device: str = "auto") -> torch.device:
     try:
         resolved = torch.device(device)
     except RuntimeError as error:
-        raise ValueError(f"unknown device {device!r}: {error}") from None
+        raise ParameterError(f"unknown device {device!r}: {error}") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
+        raise ParameterError(f"device {device!r} requested but CUDA is not available")
     return resolved
 
 
@@ -270,7 +270,7 @@ def state_dict_of(data: dict[str, Any]) -> dict[str, torch.Tensor]:
             return data[key]
     if data and all(isinstance(v, torch.Tensor) for v in data.values()):
         return data
-    raise ValueError("no model weights found (expected a 'model' or 'state_dict' entry, or a state dict)")
+    raise DataError("no model weights found (expected a 'model' or 'state_dict' entry, or a state dict)")
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = False) -> dict[str, list[str]]:

@@ -39,7 +39,7 @@ from radiolab.classify.metrics import auc_ci, binary_metrics, compare_reader, de
 from radiolab.classify.models import build_model, load_checkpoint, resolve_device, state_dict_of
 from radiolab.classify.recipes import ClassifyConfig, parse_threshold
 from radiolab.classify.train import slice_probabilities, subject_probabilities, threshold_from
-from radiolab.errors import InputError
+from radiolab.errors import DataError, InputError
 from radiolab.io import atomic_path, write_json_atomic, write_text_atomic
 
 PREDICTION_COLUMNS = ("level", "subject", "split", "label", "path", "slice", "position_mm", "probability",
@@ -117,7 +117,7 @@ def _resolve_threshold(trained: TrainedModel, val_subjects: Sequence[dict[str, A
     if stored and len(set(stored["labels"])) == 2:
         value, how = threshold_from(stored["labels"], stored["probabilities"], threshold=rule, sensitivity=target)
         return value, how, f"checkpoint validation subjects ({len(stored['labels'])}, epoch {trained.epoch})"
-    raise ValueError("cannot choose a threshold: no labelled validation subjects of both classes in the data "
+    raise DataError("cannot choose a threshold: no labelled validation subjects of both classes in the data "
                      "or the checkpoint; give a fixed threshold")
 
 

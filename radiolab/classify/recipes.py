@@ -28,6 +28,8 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from radiolab.errors import ParameterError
+
 MODEL_NAMES = ("densenet121", "densenet169", "densenet-tiny", "jcs", "jcs-tiny")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULERS = ("cosine", "step", "none")
@@ -165,7 +167,7 @@ class ClassifyConfig:
             if getattr(self, name) is not None:
                 _check_int(self, name, 1)
         if self.block_config is not None and (not self.block_config or min(self.block_config) < 1):
-            raise ValueError(f"block_config must list positive layer counts, got {self.block_config}")
+            raise ParameterError(f"block_config must list positive layer counts, got {self.block_config}")
         _check_choice(self, "optimizer", OPTIMIZERS)
         _check_choice(self, "scheduler", SCHEDULERS)
         _check_choice(self, "select_on", SELECT_ON)
@@ -181,13 +183,13 @@ class ClassifyConfig:
         _check_range(self, "cls_weight", 0.0, math.inf)
         _check_range(self, "seg_weight", 0.0, math.inf)
         if not 0.0 <= self.trim < 0.5:
-            raise ValueError(f"trim must lie in [0, 0.5), got {self.trim}")
+            raise ParameterError(f"trim must lie in [0, 0.5), got {self.trim}")
         if self.crop_margin_mm is not None:
             _check_range(self, "crop_margin_mm", 0.0, math.inf)
         if self.sensitivity is not None and not 0.0 < self.sensitivity <= 1.0:
-            raise ValueError(f"sensitivity must lie in (0, 1], got {self.sensitivity}")
+            raise ParameterError(f"sensitivity must lie in (0, 1], got {self.sensitivity}")
         if not self.model:
-            raise ValueError("model must name a built-in model, a package.module:callable or a file")
+            raise ParameterError("model must name a built-in model, a package.module:callable or a file")
 
     @property
     def is_joint(self) -> bool:
@@ -207,7 +209,7 @@ class ClassifyConfig:
         valid = {f.name for f in fields(cls)}
         unknown = set(data) - valid
         if unknown:
-            raise ValueError(f"unknown classify setting(s) {sorted(unknown)}; valid: {sorted(valid)}")
+            raise ParameterError(f"unknown classify setting(s) {sorted(unknown)}; valid: {sorted(valid)}")
         values = dict(data)
         for key in ("block_config", "mask_labels"):
             if values.get(key) is not None:
@@ -223,31 +225,31 @@ def parse_threshold(value: str | float) -> str | float:
         try:
             value = float(value)
         except ValueError:
-            raise ValueError(f"threshold must be 'youden' or a probability, got {value!r}") from None
+            raise ParameterError(f"threshold must be 'youden' or a probability, got {value!r}") from None
     value = float(value)
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"threshold must lie in [0, 1], got {value}")
+        raise ParameterError(f"threshold must lie in [0, 1], got {value}")
     return value
 
 
 def _check_int(config: ClassifyConfig, name: str, minimum: int) -> None:
     value = getattr(config, name)
     if isinstance(value, bool) or int(value) != value or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
     object.__setattr__(config, name, int(value))
 
 
 def _check_choice(config: ClassifyConfig, name: str, choices: tuple[str, ...]) -> None:
     value = getattr(config, name)
     if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(choices)}")
+        raise ParameterError(f"unknown {name} {value!r}; valid: {', '.join(choices)}")
 
 
 def _check_range(config: ClassifyConfig, name: str, low: float, high: float, *, low_open: bool = False) -> None:
     value = float(getattr(config, name))
     if not math.isfinite(value) or value < low or value > high or (low_open and value == low):
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-        raise ValueError(f"{name} must lie in {interval}, got {getattr(config, name)!r}")
+        raise ParameterError(f"{name} must lie in {interval}, got {getattr(config, name)!r}")
     object.__setattr__(config, name, value)
 
 
@@ -284,11 +286,11 @@ def config_for(recipe: str | None = None, **overrides: Any) -> ClassifyConfig:
         or a value is out of range.
     """
     if recipe is not None and recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; valid recipes: {', '.join(RECIPES)}")
+        raise ParameterError(f"unknown recipe {recipe!r}; valid recipes: {', '.join(RECIPES)}")
     valid = {f.name for f in fields(ClassifyConfig)}
     unknown = set(overrides) - valid
     if unknown:
-        raise ValueError(f"unknown classify setting(s) {sorted(unknown)}; valid: {sorted(valid)}")
+        raise ParameterError(f"unknown classify setting(s) {sorted(unknown)}; valid: {sorted(valid)}")
     values: dict[str, Any] = dict(RECIPES.get(recipe, {})) if recipe else {}
     values["recipe"] = recipe
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -47,7 +47,7 @@ from radiolab.classify.models import (
     segmentation_logits,
 )
 from radiolab.classify.recipes import ClassifyConfig
-from radiolab.errors import InputError
+from radiolab.errors import FitError, InputError, ParameterError
 from radiolab.io import write_json_atomic, write_text_atomic
 
 RESUMABLE_FIELDS = ("epochs", "device", "num_workers")
@@ -258,7 +258,7 @@ def resume_config(out: str | os.PathLike[str], **overrides: Any) -> ClassifyConf
     changed = {k: v for k, v in overrides.items() if v is not None and v != getattr(config, k, None)}
     fixed = sorted(set(changed) - set(RESUMABLE_FIELDS))
     if fixed:
-        raise ValueError(f"cannot change {', '.join(fixed)} when resuming; only {', '.join(RESUMABLE_FIELDS)} may change")
+        raise ParameterError(f"cannot change {', '.join(fixed)} when resuming; only {', '.join(RESUMABLE_FIELDS)} may change")
     return replace(config, **changed)
 
 
@@ -335,7 +335,7 @@ def train(
         differing = [k for k in old.to_json() if k not in RESUMABLE_FIELDS
                      and old.to_json()[k] != config.to_json()[k]]
         if differing:
-            raise ValueError(f"cannot resume with changed settings {', '.join(differing)}; "
+            raise ParameterError(f"cannot resume with changed settings {', '.join(differing)}; "
                              f"only {', '.join(RESUMABLE_FIELDS)} may change")
     elif os.path.exists(last_path):
         raise InputError(out, "already holds a training run (last.pt); resume it or choose another folder")
@@ -417,7 +417,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss, cls_loss, seg_loss = joint_loss(model(images), labels, masks, has_mask, config)
             if not torch.isfinite(loss):
-                raise ValueError(f"epoch {epoch}: the training loss is {loss.item()}; lower the learning rate "
+                raise FitError(f"epoch {epoch}: the training loss is {loss.item()}; lower the learning rate "
                                  f"(last.pt keeps epoch {epoch - 1})")
             loss.backward()
             optimizer.step()

@@ -193,7 +193,7 @@ def _evaluate(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _get_parser().parse_args(argv)
     from radiolab.classify import require_monai, require_torch
-    from radiolab.errors import InputError, OptionalDependencyError
+    from radiolab.errors import OptionalDependencyError, RadiolabError
 
     prefix = f"radiolab classify {args.action}"
     try:
@@ -204,6 +204,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return {"train": _train, "predict": _predict, "evaluate": _evaluate}[args.action](args)
-    except (InputError, ValueError, OptionalDependencyError) as error:
+    except RadiolabError as error:  # bad input or options; a bug shows its traceback
         print(f"{prefix}: error: {error}", file=sys.stderr)
         return 2

@@ -409,7 +409,7 @@ def _correlation_section(scores, folder: Path, *, id_col, score_col, iterations,
         try:
             result = run_correlation(scores, folder, tmp, id_col=id_col, score_col=score_col,
                                      iterations=iterations, seed=seed)
-        except (RadiolabError, ValueError, OSError, KeyError) as error:
+        except (RadiolabError, OSError) as error:
             section["note"] = f"Correlation with {os.fspath(scores)} failed: {error}"
             notes.append(section["note"])
             return section, True
