@@ -237,14 +237,7 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
         raise InputError(path, "file is empty (0 bytes)")
     import SimpleITK as sitk
 
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(path)
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as error:
-        raise InputError(path, f"not a readable volume: {_first_line(error)}") from None
-    size = tuple(reader.GetSize())
-    _check_geometry(path, size, tuple(reader.GetSpacing()))
+    reader, size = _header_reader(path)
     pixel_type = sitk.GetPixelIDValueAsString(reader.GetPixelID())
     if reader.GetNumberOfComponents() != 1:
         raise InputError(path, f"unsupported pixel type {pixel_type} with {reader.GetNumberOfComponents()} "
@@ -271,6 +264,27 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
     return Volume(hu, geometry, path)
 
 
+def _header_reader(path: str):
+    """A SimpleITK reader that has read the file's header, and the size it gives (x, y, z).
+
+    Raises
+    ------
+    InputError
+        Naming the file, if its header cannot be read or its geometry is not a 3-D grid.
+    """
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise InputError(path, f"not a readable volume: {_first_line(error)}") from None
+    size = tuple(reader.GetSize())
+    _check_geometry(path, size, tuple(reader.GetSpacing()))
+    return reader, size
+
+
 def read_map(path: str | os.PathLike[str]) -> np.ndarray:
     """Voxels of an integer map (mask, sides, airways, labels) in their own type.
 
@@ -287,14 +301,7 @@ def read_map(path: str | os.PathLike[str]) -> np.ndarray:
         raise InputError(path, "file does not exist")
     import SimpleITK as sitk
 
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(path)
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as error:
-        raise InputError(path, f"not a readable volume: {_first_line(error)}") from None
-    size = tuple(reader.GetSize())
-    _check_geometry(path, size, tuple(reader.GetSpacing()))
+    reader, size = _header_reader(path)
     array = _read_nrrd_data(path, size) if path.lower().endswith(".nrrd") else None
     if array is None:
         try:
