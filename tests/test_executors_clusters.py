@@ -238,13 +238,20 @@ def test_a_cancelled_worker_job_is_survived(slurm, cohort, reference, tmp_path):
     cancelled = {}
     try:
         # The scheduler's address, from a worker job's command line; then wait for a busy worker.
+        # Only an address this run's process listens on: a worker of an earlier test that is
+        # still exiting names a scheduler that is gone.
+        import psutil
+
         deadline = time.monotonic() + 120
         address = None
         while address is None and time.monotonic() < deadline and process.poll() is None:
-            import psutil
-
+            ours = {f"tcp://{a}" for a in listening_addresses({process.pid})}
             for pid in dask_worker_pids():
-                with_scheduler = [a for a in psutil.Process(pid).cmdline() if a.startswith("tcp://127.0.0.1:")]
+                try:
+                    cmdline = psutil.Process(pid).cmdline()
+                except psutil.NoSuchProcess:
+                    continue
+                with_scheduler = [a for a in cmdline if a in ours]
                 if with_scheduler:
                     address = with_scheduler[0]
             time.sleep(0.2)
