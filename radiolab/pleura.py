@@ -43,20 +43,20 @@ RIGHT, LEFT = 1, 2
 
 def close_lung(lung: np.ndarray, spacing, radius_mm: float, *, planar: bool) -> np.ndarray:
     """Closing by a ball of ``radius_mm`` (a disk per slice when ``planar``), on the box."""
-    from radiolab.lung import bounding_box
+    from radiolab.lung import _edt_closing, bounding_box
 
     if radius_mm <= 0 or not lung.any():
         return lung.copy()
     radius_sq = radius_mm * radius_mm
-    pad = [0 if planar and axis == 0 else int(math.ceil(radius_mm / s)) + 1 for axis, s in enumerate(spacing)]
+    if not planar:
+        # The paper preset's closing: the same two distance transforms, on threads.
+        return _edt_closing(lung, tuple(spacing), radius_sq)
+    pad = [0 if axis == 0 else int(math.ceil(radius_mm / s)) + 1 for axis, s in enumerate(spacing)]
     box = bounding_box(lung)
     crop = np.pad(lung[box], [(p, p) for p in pad])
-    if planar:
-        closed = np.empty_like(crop)
-        for k in range(crop.shape[0]):
-            closed[k] = _closing_2d(crop[k], spacing[1:], radius_sq)
-    else:
-        closed = _closing_nd(crop, spacing, radius_sq)
+    closed = np.empty_like(crop)
+    for k in range(crop.shape[0]):
+        closed[k] = _closing_2d(crop[k], spacing[1:], radius_sq)
     out = np.zeros_like(lung)
     out[box] = closed[tuple(slice(p, p + (b.stop - b.start)) for p, b in zip(pad, box))]
     return out
