@@ -127,7 +127,7 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
     """Steps 1-6 on a canonical volume (one slice when ``planar``); None if no lung."""
     import cc3d
 
-    from radiolab.lung import _opening, bounding_box
+    from radiolab.lung import _opening, _thread_count, bounding_box
 
     tuning = settings.chest
     work_spacing = (_UNCOUPLED_MM,) + tuple(spacing[1:]) if planar else tuple(spacing)
@@ -218,11 +218,11 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
     sub_volume = volume[box]
     box_centres = centres[box[0]] - np.array([box[1].start, box[2].start], dtype=float)
     radius = settings.closing_radii[0] if settings.closing_radii else 0.0
-    grown = {}
-    for side in (RIGHT, LEFT):
+
+    def grow(side):
         lung = sides_box == side
         if not lung.any():
-            continue
+            return None
         closed = pleura.close_lung(lung, work_spacing if not planar else spacing, radius, planar=planar)
         if tuning.pleural_max_hu is not None:
             low = settings.threshold_hu if tuning.pleural_min_hu is None else tuning.pleural_min_hu
@@ -236,7 +236,17 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
         if tuning.surface_hu is not None:
             closed = pleura.peel_rim(closed, sub_volume, spacing, surface_hu=tuning.surface_hu,
                                      threshold_hu=settings.threshold_hu, depth_mm=tuning.surface_mm)
-        grown[side] = closed
+        return closed
+
+    # The two lungs are grown independently: on two threads when kernels may use them.
+    if _thread_count() > 1 and not planar:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(grow, (RIGHT, LEFT)))
+    else:
+        results = [grow(side) for side in (RIGHT, LEFT)]
+    grown = {side: closed for side, closed in zip((RIGHT, LEFT), results) if closed is not None}
     sides_out = np.zeros(volume.shape, dtype=np.uint8)
     view = sides_out[box]
     for side, other in ((RIGHT, LEFT), (LEFT, RIGHT)):
@@ -305,6 +315,15 @@ def _separate(sides: np.ndarray) -> None:
     sides[touching] = 0
 
 
+def _mean_column(mask: np.ndarray) -> float | None:
+    """Mean last-axis index of a mask's voxels (None if empty), from per-column counts."""
+    counts = np.count_nonzero(mask, axis=(0, 1))
+    total = int(counts.sum())
+    if total == 0:
+        return None
+    return int(np.dot(counts.astype(np.int64), np.arange(counts.size, dtype=np.int64))) / total
+
+
 def _split(lungs, spacing, midline_index, min_share, planar):
     """Sides of the lung islands (box coordinates); one lung goes by the midline."""
     midline_mm = midline_index * spacing[2]
@@ -318,10 +337,10 @@ def _split(lungs, spacing, midline_index, min_share, planar):
     # Two seeds on the same side of the midline are one lung split in two.
     centres = {}
     for side in (RIGHT, LEFT):
-        columns = np.nonzero(sides == side)[2]
-        if columns.size:
-            centres[side] = float(columns.mean())
+        centre = _mean_column(sides == side)
+        if centre is not None:
+            centres[side] = centre
     if len(centres) == 2 and (centres[RIGHT] - midline_index) * (centres[LEFT] - midline_index) > 0:
-        whole = float(np.nonzero(lungs)[2].mean())
+        whole = _mean_column(lungs)
         sides = np.where(lungs, np.uint8(RIGHT if whole <= midline_index else LEFT), np.uint8(0))
     return sides
