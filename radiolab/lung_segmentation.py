@@ -127,7 +127,7 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
     """Steps 1-6 on a canonical volume (one slice when ``planar``); None if no lung."""
     import cc3d
 
-    from radiolab.lung import _opening, _thread_count, bounding_box
+    from radiolab.lung import _opening, bounding_box
 
     tuning = settings.chest
     work_spacing = (_UNCOUPLED_MM,) + tuple(spacing[1:]) if planar else tuple(spacing)
@@ -156,7 +156,7 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
         min_voxels = settings.min_island / voxel_ml
     candidate_sizes = _voxel_counts(labels, count)
     rejected["outside air"] += int(np.count_nonzero(~in_body[1:] & (candidate_sizes[1:] >= min_voxels)))
-    air = in_body[labels]
+    air = _lookup(in_body, labels)
     del labels
     airways = None
     if not planar:
@@ -208,7 +208,7 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
                 rejected["gut gas"] += 1
     if not keep.any():
         return None
-    lungs = keep[labels]
+    lungs = _lookup(keep, labels)
     del labels
     sides_box = _split(lungs, spacing, midline - box[2].start, tuning.side_min_share, planar)
     if tuning.midline_air_mm is not None and _on_the_midline(sides_box, box, centres, inside, steps, spacing,
@@ -238,14 +238,8 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
                                      threshold_hu=settings.threshold_hu, depth_mm=tuning.surface_mm)
         return closed
 
-    # The two lungs are grown independently: on two threads when kernels may use them.
-    if _thread_count() > 1 and not planar:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(2) as pool:
-            results = list(pool.map(grow, (RIGHT, LEFT)))
-    else:
-        results = [grow(side) for side in (RIGHT, LEFT)]
+    # The two lungs are grown independently, on threads when kernels may use them.
+    results = _on_threads(grow, (RIGHT, LEFT))
     grown = {side: closed for side, closed in zip((RIGHT, LEFT), results) if closed is not None}
     sides_out = np.zeros(volume.shape, dtype=np.uint8)
     view = sides_out[box]
@@ -264,10 +258,34 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
 def _voxel_counts(labels: np.ndarray, count: int, *, block: int = 1 << 22) -> np.ndarray:
     """Voxels per label 0..count, counted a block at a time (no full-size int64 copy)."""
     flat = labels.reshape(-1)
-    sizes = np.zeros(count + 1, dtype=np.int64)
-    for start in range(0, flat.size, block):
-        sizes += np.bincount(flat[start:start + block], minlength=count + 1)
-    return sizes
+    starts = range(0, flat.size, block)
+    return sum(_on_threads(lambda start: np.bincount(flat[start:start + block], minlength=count + 1), starts),
+               np.zeros(count + 1, dtype=np.int64))
+
+
+def _lookup(table: np.ndarray, labels: np.ndarray, *, block: int = 1 << 22) -> np.ndarray:
+    """``table[labels]``, a block at a time (the labels' intp copy stays small)."""
+    flat = labels.reshape(-1)
+    out = np.empty(flat.shape, dtype=table.dtype)
+
+    def part(start):
+        out[start:start + block] = table[flat[start:start + block]]
+
+    _on_threads(part, range(0, flat.size, block))
+    return out.reshape(labels.shape)
+
+
+def _on_threads(function, items) -> list:
+    """``function`` on each item, on the kernel threads (numpy releases the GIL)."""
+    from radiolab.lung import _thread_count
+
+    threads = _thread_count()
+    if threads == 1:
+        return [function(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(function, items))
 
 
 def _on_the_midline(sides_box, box, centres, inside, steps, spacing, limit_mm) -> bool:
