@@ -17,8 +17,11 @@ the lung mask (summary.csv and the report count the voxel-wise labels).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
+from radiolab._workspace import Workspace
 from radiolab.errors import ParameterError
 from radiolab.lung import _thread_count, bounding_box
 
@@ -69,18 +72,21 @@ def median_labels(labels: np.ndarray, *, size: int = 4, backend: str = "fast") -
     threads = min(_thread_count(), parts)
     cuts = [region_shape[0] * k // parts for k in range(parts + 1)]
     target = out[out_region]
-    if threads == 1:
-        for start, stop in zip(cuts[:-1], cuts[1:]):
-            target[start:stop] = _median_from_counts(padded[start: stop + size - 1], size, before, after,
-                                                     (stop - start,) + region_shape[1:])
-        return out
-    from concurrent.futures import ThreadPoolExecutor
-
+    # One set of work arrays per thread, reused from slab to slab.
+    local = threading.local()
 
     def slab(part):
         start, stop = part
-        target[start:stop] = _median_from_counts(padded[start: stop + size - 1], size, before, after,
-                                                 (stop - start,) + region_shape[1:])
+        if not hasattr(local, "scratch"):
+            local.scratch = Workspace()
+        # The output starts at zero and the levels are counted into it.
+        _median_from_counts(padded[start: stop + size - 1], size, target[start:stop], local.scratch)
+
+    if threads == 1:
+        for part in zip(cuts[:-1], cuts[1:]):
+            slab(part)
+        return out
+    from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(slab, zip(cuts[:-1], cuts[1:])))
@@ -102,49 +108,57 @@ def _padded_window_source(labels, region, before, after):
     return source
 
 
-def _median_from_counts(source, size, before, after, shape):
+def _median_from_counts(source, size, result, scratch):
+    """Add to ``result`` (zeros, the valid part of ``source``'s windows) the median label.
+
+    The same work arrays serve every level and slab: a large allocation's freshly mapped
+    pages are paid for once, not once per level.
+    """
     window = size**source.ndim
     rank = window // 2 + 1  # scipy takes the element of rank size**n // 2 (0-based)
     top = int(source.max())
-    result = np.zeros(shape, dtype=source.dtype)
     count_dtype = np.uint8 if window < 256 else np.uint16 if window < 65536 else np.uint32
     for level in range(top):
-        below = np.less_equal(source, level)
+        below = np.less_equal(source, level, out=scratch.get("below", source.shape, bool))
         below = below.view(np.uint8) if count_dtype == np.uint8 else below.astype(count_dtype)
-        counts = _box_sum(below, size)
-        del below
+        counts = _box_sum(below, size, scratch)
         # result = number of levels whose cumulative count is still short of the rank
-        result += counts < rank
-    return result
+        result += np.less(counts, rank, out=scratch.get("short", counts.shape, bool))
 
 
-def _box_sum(array, size):
+def _box_sum(array, size, scratch=None):
     """Sum over windows of ``size`` along every axis (valid part only)."""
     for axis in range(array.ndim):
-        array = _window_sum(array, axis, size)
+        array = _window_sum(array, axis, size, scratch, name=f"axis {axis}")
     return array
 
 
-def _window_sum(array, axis, size):
+def _window_sum(array, axis, size, scratch=None, name=""):
     """Sums of ``size`` consecutive values along ``axis``.
 
     Sums of 2, 4, 8 ... values are built by doubling and those of the binary digits
-    of ``size`` added: a window of 4 costs two additions instead of three.
+    of ``size`` added: a window of 4 costs two additions instead of three. With
+    ``scratch``, the sums go into its arrays (``name`` keeps callers' arrays apart).
     """
+    def add(a, b, key):
+        if scratch is None:
+            return a + b
+        return np.add(a, b, out=scratch.get(f"{name} {key}", a.shape, np.result_type(a, b)))
+
     length = array.shape[axis] - size + 1
     powers = {1: array}
     width = 1
     while width * 2 <= size:
         previous = powers[width]
         m = previous.shape[axis]
-        powers[width * 2] = _take(previous, axis, 0, m - width) + _take(previous, axis, width, m)
+        powers[width * 2] = add(_take(previous, axis, 0, m - width), _take(previous, axis, width, m), width * 2)
         width *= 2
     total = None
     offset = 0
     for part in sorted(powers, reverse=True):
         if size - offset >= part:
             piece = _take(powers[part], axis, offset, offset + length)
-            total = piece if total is None else total + piece
+            total = piece if total is None else add(total, piece, f"total {offset}")
             offset += part
     return total
 
