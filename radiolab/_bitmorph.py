@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from radiolab._workspace import Workspace
+
 Element = dict[tuple[int, int], int]
 
 
@@ -57,19 +59,30 @@ def _pad_mask(width: int) -> int:
     return 0xFF if used == 0 else (0xFF << (8 - used)) & 0xFF
 
 
-def _shift_x(packed: np.ndarray, k: int) -> np.ndarray:
-    """out[..., x] = in[..., x + k] on the packed x axis (bits big-endian), zeros outside."""
+def _shift_x(packed: np.ndarray, k: int, work: Workspace | None = None) -> np.ndarray:
+    """out[..., x] = in[..., x + k] on the packed x axis (bits big-endian), zeros outside.
+
+    With ``work`` the result is one of its arrays, valid until the next call.
+    """
     byte_shift, bit_shift = divmod(k, 8)
     n = packed.shape[-1]
     # extended[j] = packed[j + byte_shift] for j in 0..n (one spare byte for the carry)
-    extended = np.zeros(packed.shape[:-1] + (n + 1,), dtype=np.uint8)
+    shape = packed.shape[:-1] + (n + 1,)
+    extended = np.zeros(shape, dtype=np.uint8) if work is None else work.get("extended", shape, np.uint8)
     lo, hi = max(0, -byte_shift), min(n + 1, n - byte_shift)
     if lo < hi:
         extended[..., lo:hi] = packed[..., lo + byte_shift: hi + byte_shift]
+        if work is not None:
+            extended[..., :lo] = 0
+            extended[..., hi:] = 0
+    elif work is not None:
+        extended[...] = 0
     if bit_shift == 0:
-        return extended[..., :n].copy()
-    out = np.left_shift(extended[..., :n], bit_shift)
-    out |= extended[..., 1:] >> (8 - bit_shift)
+        return extended[..., :n].copy() if work is None else extended[..., :n]
+    out = np.left_shift(extended[..., :n], bit_shift,
+                        out=None if work is None else work.get("shifted", packed.shape, np.uint8))
+    out |= np.right_shift(extended[..., 1:], 8 - bit_shift,
+                          out=None if work is None else work.get("carry", packed.shape, np.uint8))
     return out
 
 
@@ -94,20 +107,23 @@ def _combine_shifted(result: np.ndarray, source: np.ndarray, dz: int, dy: int, c
             result[:, :-dy] = 0
 
 
-def _x_runs(packed: np.ndarray, widths, combine, width: int) -> dict[int, np.ndarray]:
+def _x_runs(packed: np.ndarray, widths, combine, width: int, work: Workspace) -> dict[int, np.ndarray]:
     runs = {0: packed}
     current = packed
     last_mask = _pad_mask(width)
     for w in range(1, max(widths) + 1):
-        current = combine(combine(current, _shift_x(packed, w)), _shift_x(packed, -w))
-        current[..., -1] &= last_mask
-        runs[w] = current
+        run = work.get(f"run {w}", packed.shape, np.uint8)
+        combine(current, _shift_x(packed, w, work), out=run)
+        combine(run, _shift_x(packed, -w, work), out=run)
+        run[..., -1] &= last_mask
+        runs[w] = current = run
     return runs
 
 
-def _apply(packed: np.ndarray, element: Element, width: int, erode: bool) -> np.ndarray:
+def _apply(packed: np.ndarray, element: Element, width: int, erode: bool,
+           work: Workspace | None = None) -> np.ndarray:
     combine = np.bitwise_and if erode else np.bitwise_or
-    runs = _x_runs(packed, set(element.values()), combine, width)
+    runs = _x_runs(packed, set(element.values()), combine, width, Workspace() if work is None else work)
     items = sorted(element.items(), key=lambda item: item[0] != (0, 0))  # the unshifted term first
     (dz, dy), w = items[0]
     if (dz, dy) == (0, 0):
@@ -150,19 +166,24 @@ def opening(mask: np.ndarray, element: Element, *, threads: int = 1) -> np.ndarr
     def open_part(part):
         start, stop = part
         lo, hi = max(start - margin, 0), min(stop + margin, nz)
-        return _opening(mask[lo:hi], element)[start - lo: stop - lo]
+        return _packed_opening(mask[lo:hi], element)[start - lo: stop - lo]
 
-    out = np.empty(mask.shape, dtype=bool)
+    # The slabs stay packed until the end: one full-size result, not one per slab too.
+    packed = np.empty(mask.shape[:-1] + ((mask.shape[-1] + 7) // 8,), dtype=np.uint8)
     with ThreadPoolExecutor(threads) as pool:
         for (start, stop), result in zip(parts, pool.map(open_part, parts)):
-            out[start:stop] = result
-    return out
+            packed[start:stop] = result
+    return unpack(packed, mask.shape[-1])
 
 
 def _opening(mask: np.ndarray, element: Element) -> np.ndarray:
+    return unpack(_packed_opening(mask, element), mask.shape[-1])
+
+
+def _packed_opening(mask: np.ndarray, element: Element) -> np.ndarray:
     width = mask.shape[-1]
-    packed = pack(mask)
-    eroded = erode(packed, element, width)
+    work = Workspace()  # the erosion's x runs and shifts, reused by the dilation
+    eroded = _apply(pack(mask), element, width, erode=True, work=work)
     if not eroded.any():
-        return np.zeros(mask.shape, dtype=bool)
-    return unpack(dilate(eroded, element, width), width)
+        return eroded
+    return _apply(eroded, element, width, erode=False, work=work)
