@@ -40,6 +40,7 @@ from typing import Literal
 import numpy as np
 
 from radiolab import _bitmorph
+from radiolab._workspace import Workspace
 from radiolab.chest_tuning import ChestTuning
 from radiolab.errors import NoLungError, ParameterError
 from radiolab.orientation import IDENTITY_DIRECTION
@@ -309,9 +310,18 @@ def _slab_islands(opened: np.ndarray, min_voxels: float, *, slab_voxels: int = 1
     total = int(offsets[-1])
     sizes = np.zeros(total + 1, dtype=np.int64)
     on_border = np.zeros(total + 1, dtype=bool)
+    # Counting and indexing take intp labels: a few slices at a time, into one reused array.
+    work = Workspace()
+
+    def as_index(labels):
+        index = work.get("index", labels.shape, np.intp)
+        np.copyto(index, labels)
+        return index
+
     for (labels, count), offset in zip(slabs, offsets):
-        for z in range(0, labels.shape[0], 4):  # bincount's int64 copy a few slices at a time
-            sizes[offset + 1: offset + count + 1] += np.bincount(labels[z: z + 4].ravel(), minlength=count + 1)[1:]
+        for z in range(0, labels.shape[0], 4):
+            sizes[offset + 1: offset + count + 1] += np.bincount(as_index(labels[z: z + 4]).reshape(-1),
+                                                                 minlength=count + 1)[1:]
         for face in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
             # bincount, not np.unique: numpy 2's unique imports numpy.ma (0.05-0.15 s)
             present = np.flatnonzero(np.bincount(face.ravel(), minlength=count + 1))
@@ -328,7 +338,9 @@ def _slab_islands(opened: np.ndarray, min_voxels: float, *, slab_voxels: int = 1
         table = keep[offset: offset + count + 1].copy()
         table[0] = False
         if table.any():
-            out[bound[0]:bound[1]] = table[labels]
+            for z in range(0, labels.shape[0], 4):
+                np.take(table, as_index(labels[z: z + 4]), mode="clip",  # valid labels: no checking copy
+                        out=out[bound[0] + z: bound[0] + min(z + 4, labels.shape[0])])
     return out
 
 
