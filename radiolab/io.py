@@ -363,8 +363,10 @@ def _read_nrrd_data(path: str, size: tuple[int, ...]) -> np.ndarray | None:
     return array
 
 
-def _read_into(stream, buffer: memoryview, block: int = 1 << 22) -> int:
-    # Blocks of 4 MiB: a gzip reader decodes a whole request into a temporary first.
+def _read_into(stream, buffer: memoryview, block: int = 1 << 18) -> int:
+    # A gzip reader decodes a whole request into a temporary first: blocks of 256 KiB
+    # keep it small enough to be reused from the heap (with 4 MiB, each block's
+    # temporary was a fresh mapping: 38,700 page faults against 240 for a 150 MiB scan).
     filled = 0
     while filled < len(buffer):
         count = stream.readinto(buffer[filled: filled + block])
