@@ -26,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from radiolab.lung import bounding_box
+from radiolab.lung import _thread_count, bounding_box
 
 RIGHT, LEFT = 1, 2
 SIDE_NAMES = {RIGHT: "right", LEFT: "left"}
@@ -188,7 +188,7 @@ def _split(mask, spacing, matrix, min_share, max_erosion_mm, step, midline_mm, *
     sub = np.ascontiguousarray(lung[box])
     offset = np.array([s.start for s in box], dtype=float)
     # Outside the box is outside the mask; outside the volume counts as outside too.
-    depth = edt.edt(sub.view(np.uint8), anisotropy=spacing, black_border=True, parallel=1)
+    depth = edt.edt(sub.view(np.uint8), anisotropy=spacing, black_border=True, parallel=_thread_count())
     seeds = None
     level = 0.0
     previous = -1
@@ -216,8 +216,8 @@ def _split(mask, spacing, matrix, min_share, max_erosion_mm, step, midline_mm, *
     x_first = _physical_x(np.argwhere(first).mean(axis=0) + offset, spacing, matrix)
     x_second = _physical_x(np.argwhere(second).mean(axis=0) + offset, spacing, matrix)
     right_seed, left_seed = (first, second) if x_first <= x_second else (second, first)
-    to_right = edt.edtsq((~right_seed).view(np.uint8), anisotropy=spacing, black_border=False, parallel=1)
-    to_left = edt.edtsq((~left_seed).view(np.uint8), anisotropy=spacing, black_border=False, parallel=1)
+    to_right = edt.edtsq((~right_seed).view(np.uint8), anisotropy=spacing, black_border=False, parallel=_thread_count())
+    to_left = edt.edtsq((~left_seed).view(np.uint8), anisotropy=spacing, black_border=False, parallel=_thread_count())
     sides[box] = np.where(sub, np.where(to_right <= to_left, np.uint8(RIGHT), np.uint8(LEFT)), np.uint8(0))
     return sides
 
