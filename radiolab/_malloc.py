@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import sys
 
-_M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
+_M_TRIM_THRESHOLD = -1  # from glibc's malloc.h
+_M_MMAP_THRESHOLD = -3
+# Free memory kept at the top of the heap: fixing the mmap threshold also fixes this at
+# glibc's 128 KiB, and then a loop of sub-MiB temporaries hands its pages back and
+# faults them in again at every step.
+TRIM_THRESHOLD = 8 << 20
 _done = False
 
 
@@ -32,6 +37,8 @@ def release_freed_memory_promptly(threshold: int = 1 << 20) -> bool:
 
         libc = ctypes.CDLL("libc.so.6")
         _done = bool(libc.mallopt(_M_MMAP_THRESHOLD, int(threshold)))
+        if _done:
+            libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     except (OSError, AttributeError):  # not glibc
         return False
     return _done

@@ -47,8 +47,11 @@ LOBE_NAMES = {1: "right_upper_lobe", 2: "right_middle_lobe", 3: "right_lower_lob
 LOBE_SIDES = {1: RIGHT, 2: RIGHT, 3: RIGHT, 4: LEFT, 5: LEFT}
 # Tissue labels that count as lesion in a zone score: GGO and consolidation.
 LESION_LABELS = (3, 4)
-# Voxels counted at a time: the counts below work slab by slab to keep memory small.
-SLAB_VOXELS = 4_000_000
+# Voxels counted at a time: the counts below work slab by slab to keep memory small,
+# and slabs of this size keep their temporaries under glibc's mmap threshold
+# (`radiolab._malloc`), so that the heap reuses them (0.45 -> 0.2 s for the region
+# phenotypes of a 512 x 512 x 300 scan).
+SLAB_VOXELS = 262_144
 
 
 def slabs(box: tuple[slice, ...], *, voxels: int = SLAB_VOXELS):
