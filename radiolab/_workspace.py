@@ -23,3 +23,12 @@ class Workspace:
         if array is None or array.shape != tuple(shape) or array.dtype != np.dtype(dtype):
             array = self._arrays[name] = np.empty(shape, dtype=dtype)
         return array
+
+    def as_index(self, name: str, labels: np.ndarray) -> np.ndarray:
+        """``labels`` copied into a reused intp array, as numpy's indexing and bincount take them.
+
+        Given another integer type, those make a fresh intp copy at every call.
+        """
+        index = self.get(name, labels.shape, np.intp)
+        np.copyto(index, labels)
+        return index

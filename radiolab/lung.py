@@ -314,9 +314,7 @@ def _slab_islands(opened: np.ndarray, min_voxels: float, *, slab_voxels: int = 1
     work = Workspace()
 
     def as_index(labels):
-        index = work.get("index", labels.shape, np.intp)
-        np.copyto(index, labels)
-        return index
+        return work.as_index("labels", labels)
 
     for (labels, count), offset in zip(slabs, offsets):
         for z in range(0, labels.shape[0], 4):

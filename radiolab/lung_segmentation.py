@@ -29,12 +29,14 @@ in 2-D (no airway trace).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from radiolab import airways as airway_trace
 from radiolab import body, gut_gas, pleura
+from radiolab._workspace import Workspace
 from radiolab.errors import NoLungError
 from radiolab.orientation import IDENTITY_DIRECTION, reorientation
 from radiolab.sides import LEFT, RIGHT, SIDE_NAMES, split_sides
@@ -255,21 +257,28 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
     return sides_out > 0, sides_out, airways
 
 
-def _voxel_counts(labels: np.ndarray, count: int, *, block: int = 1 << 22) -> np.ndarray:
+def _voxel_counts(labels: np.ndarray, count: int, *, block: int = 1 << 20) -> np.ndarray:
     """Voxels per label 0..count, counted a block at a time (no full-size int64 copy)."""
     flat = labels.reshape(-1)
-    starts = range(0, flat.size, block)
-    return sum(_on_threads(lambda start: np.bincount(flat[start:start + block], minlength=count + 1), starts),
-               np.zeros(count + 1, dtype=np.int64))
-
-
-def _lookup(table: np.ndarray, labels: np.ndarray, *, block: int = 1 << 22) -> np.ndarray:
-    """``table[labels]``, a block at a time (the labels' intp copy stays small)."""
-    flat = labels.reshape(-1)
-    out = np.empty(flat.shape, dtype=table.dtype)
+    local = threading.local()
 
     def part(start):
-        out[start:start + block] = table[flat[start:start + block]]
+        work = local.__dict__.setdefault("work", Workspace())
+        return np.bincount(work.as_index("labels", flat[start:start + block]), minlength=count + 1)
+
+    return sum(_on_threads(part, range(0, flat.size, block)), np.zeros(count + 1, dtype=np.int64))
+
+
+def _lookup(table: np.ndarray, labels: np.ndarray, *, block: int = 1 << 20) -> np.ndarray:
+    """``table[labels]``, a block at a time through a reused intp copy of the labels."""
+    flat = labels.reshape(-1)
+    out = np.empty(flat.shape, dtype=table.dtype)
+    local = threading.local()
+
+    def part(start):
+        work = local.__dict__.setdefault("work", Workspace())
+        index = work.as_index("labels", flat[start:start + block])
+        np.take(table, index, mode="clip", out=out[start:start + block])  # valid labels: no checking copy
 
     _on_threads(part, range(0, flat.size, block))
     return out.reshape(labels.shape)
