@@ -54,7 +54,10 @@ test-wheel: $(STAMP)
 	cd $(WHEEL_CHECK)/work && RADIOLAB_WHEEL_TEST=1 ../venv/bin/python -m pytest -q -p no:cacheprovider \
 		-c /dev/null --rootdir . --confcutdir $(CURDIR)/tests -W error $(CURDIR)/tests/test_data.py
 
+# The package's bytecode is compiled first, as an installed wheel has it (an editable
+# install only writes it on first import, and not at all with PYTHONDONTWRITEBYTECODE).
 bench: $(STAMP)
+	$(BIN)/python -m compileall -q radiolab
 	$(BIN)/python benchmarks/bench_segment.py
 
 # Seconds per region of `radiolab features` on a 512x512x300 phantom (about 10 minutes).

@@ -283,63 +283,115 @@ def _slab_islands(opened: np.ndarray, min_voxels: float, *, slab_voxels: int = 1
     parallel threads; connected-components-3d releases the GIL), each slab's labels
     kept as uint16 where they fit, and the islands cut by a slab boundary joined again
     through the labels on both sides of it: the same islands as labelling the whole
-    volume, with half the memory of its uint32 label volume.
+    volume, with half the memory of its uint32 label volume. Counting and the final
+    lookup run per slab in the same threads.
     """
     import cc3d
 
     nz, ny, nx = opened.shape
     step = max(1, min(nz, slab_voxels // max(1, ny * nx)))
     bounds = [(z, min(z + step, nz)) for z in range(0, nz, step)]
-
-    def label(bound):
-        labels, count = cc3d.connected_components(opened[bound[0]:bound[1]], connectivity=6, return_N=True)
-        if count < np.iinfo(np.uint16).max and labels.dtype != np.uint16:
-            labels = labels.astype(np.uint16)
-        return labels, int(count)
-
     threads = min(len(bounds), _thread_count())
+    workspaces = [Workspace() for _ in range(threads)]
+    pool = None
     if threads > 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(threads) as pool:
-            slabs = list(pool.map(label, bounds))
-    else:
-        slabs = [label(bound) for bound in bounds]
-    # Global island ids: slab k's label l (l >= 1) is offsets[k] + l; 0 is background.
-    offsets = np.cumsum([0] + [count for _, count in slabs])
-    total = int(offsets[-1])
-    sizes = np.zeros(total + 1, dtype=np.int64)
-    on_border = np.zeros(total + 1, dtype=bool)
-    # Counting and indexing take intp labels: a few slices at a time, into one reused array.
-    work = Workspace()
+        pool = ThreadPoolExecutor(threads)
 
-    def as_index(labels):
-        return work.as_index("labels", labels)
+    def on_threads(function, items):
+        # Slab k always goes to workspace k % threads, and slabs are handed out in
+        # rounds of `threads`, so that no two running calls share a workspace.
+        items = list(items)
+        if pool is None:
+            return [function(item, workspaces[0]) for item in items]
+        results = []
+        for first in range(0, len(items), threads):
+            chunk = items[first: first + threads]
+            results += pool.map(function, chunk, workspaces[: len(chunk)])
+        return results
 
-    for (labels, count), offset in zip(slabs, offsets):
-        for z in range(0, labels.shape[0], 4):
-            sizes[offset + 1: offset + count + 1] += np.bincount(as_index(labels[z: z + 4]).reshape(-1),
-                                                                 minlength=count + 1)[1:]
-        for face in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
-            # bincount, not np.unique: numpy 2's unique imports numpy.ma (0.05-0.15 s)
-            present = np.flatnonzero(np.bincount(face.ravel(), minlength=count + 1))
-            on_border[offset + present[present > 0]] = True
-    root = _join_across_slabs(slabs, offsets, total)
-    island_sizes = np.bincount(root, weights=sizes, minlength=total + 1)
-    island_on_border = np.zeros(total + 1, dtype=bool)
-    island_on_border[root[on_border]] = True
-    keep = (island_sizes >= min_voxels) & ~island_on_border
-    keep = keep[root]
-    keep[0] = False
-    out = np.zeros(opened.shape, dtype=bool)
-    for (bound, (labels, count), offset) in zip(bounds, slabs, offsets):
-        table = keep[offset: offset + count + 1].copy()
-        table[0] = False
-        if table.any():
-            for z in range(0, labels.shape[0], 4):
-                np.take(table, as_index(labels[z: z + 4]), mode="clip",  # valid labels: no checking copy
-                        out=out[bound[0] + z: bound[0] + min(z + 4, labels.shape[0])])
+    def label(bound, work):
+        labels, count = cc3d.connected_components(opened[bound[0]:bound[1]], connectivity=6, return_N=True)
+        if count < np.iinfo(np.uint16).max and labels.dtype != np.uint16:
+            labels = labels.astype(np.uint16)
+        count = int(count)
+        return labels, count, _label_sizes(labels, count, work), _border_labels(labels, count)
+
+    try:
+        slabs = on_threads(label, bounds)
+        # Global island ids: slab k's label l (l >= 1) is offsets[k] + l; 0 is background.
+        offsets = np.cumsum([0] + [count for _, count, _, _ in slabs])
+        total = int(offsets[-1])
+        sizes = np.zeros(total + 1, dtype=np.int64)
+        on_border = np.zeros(total + 1, dtype=bool)
+        for (_, count, slab_sizes, border), offset in zip(slabs, offsets):
+            sizes[offset + 1: offset + count + 1] = slab_sizes
+            on_border[offset + border] = True
+        root = _join_across_slabs([(labels, count) for labels, count, _, _ in slabs], offsets, total)
+        island_sizes = np.bincount(root, weights=sizes, minlength=total + 1)
+        island_on_border = np.zeros(total + 1, dtype=bool)
+        island_on_border[root[on_border]] = True
+        keep = (island_sizes >= min_voxels) & ~island_on_border
+        keep = keep[root]
+        keep[0] = False
+        out = np.zeros(opened.shape, dtype=bool)
+
+        def lookup(item, work):
+            bound, (labels, count, _, _), offset = item
+            table = keep[offset: offset + count + 1].copy()
+            table[0] = False
+            _write_kept(labels, table, out[bound[0]: bound[1]], work)
+
+        on_threads(lookup, zip(bounds, slabs, offsets))
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return out
+
+
+# A slab with at most this many labels is counted and looked up by comparing it with
+# each label, which costs less than an intp copy of the slab for bincount and take.
+_FEW_LABELS = 6
+
+
+def _label_sizes(labels: np.ndarray, count: int, work: Workspace) -> np.ndarray:
+    """Voxel counts of labels 1..count of a label slab."""
+    if count <= _FEW_LABELS:
+        equal = work.get("equal", labels.shape, bool)
+        return np.array([np.count_nonzero(np.equal(labels, value, out=equal)) for value in range(1, count + 1)],
+                        dtype=np.int64)
+    sizes = np.zeros(count + 1, dtype=np.int64)
+    for z in range(0, labels.shape[0], 4):
+        sizes += np.bincount(work.as_index("labels", labels[z: z + 4]).reshape(-1), minlength=count + 1)
+    return sizes[1:]
+
+
+def _border_labels(labels: np.ndarray, count: int) -> np.ndarray:
+    """Labels (>= 1) present on the slab's four axial faces."""
+    present = np.zeros(count + 1, dtype=bool)
+    for face in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
+        # bincount, not np.unique: numpy 2's unique imports numpy.ma (0.05-0.15 s)
+        present |= np.bincount(face.ravel(), minlength=count + 1).astype(bool)
+    present[0] = False
+    return np.flatnonzero(present)
+
+
+def _write_kept(labels: np.ndarray, table: np.ndarray, out: np.ndarray, work: Workspace) -> None:
+    """``out[...] = table[labels]`` for a boolean ``table`` (``table[0]`` False)."""
+    kept = np.flatnonzero(table).tolist()  # Python ints: compared in the labels' own dtype
+    if not kept:
+        return
+    if len(kept) <= _FEW_LABELS:
+        np.equal(labels, kept[0], out=out)
+        if len(kept) > 1:
+            equal = work.get("equal", labels.shape, bool)
+            for value in kept[1:]:
+                out |= np.equal(labels, value, out=equal)
+        return
+    for z in range(0, labels.shape[0], 4):
+        np.take(table, work.as_index("labels", labels[z: z + 4]), mode="clip",  # valid labels: no checking copy
+                out=out[z: min(z + 4, labels.shape[0])])
 
 
 def _join_across_slabs(slabs, offsets, total: int) -> np.ndarray:
@@ -458,7 +510,9 @@ def _edt_closing(mask: np.ndarray, metric, radius_sq: float) -> np.ndarray:
     box = bounding_box(mask)
     if box is None:
         return mask
-    pad = [int(math.ceil(math.sqrt(radius_sq) / m)) + 1 for m in metric]
+    # A voxel outside the crop lies more than the radius from every voxel of the box, so
+    # that counting it as background (black_border) changes nothing inside the box.
+    pad = [int(math.floor(math.sqrt(radius_sq) / m + 1e-6)) for m in metric]
     crop = np.pad(mask[box], [(p, p) for p in pad])
     threads = _thread_count()
     dilated = edt.edtsq((~crop).view(np.uint8), anisotropy=metric, black_border=False, parallel=threads) <= radius_sq

@@ -216,7 +216,7 @@ def scan_tables(
     if sides is None:
         sides_box = split_sides(mask, spacing, direction=direction)[box]
     else:
-        sides_box = np.where(lung_box, sides[box], 0).astype(np.uint8)
+        sides_box = np.multiply(sides[box], lung_box, dtype=np.uint8, casting="unsafe")
     if thirds is None:
         # The thirds follow the raster order of the lung voxels, which the crop keeps.
         thirds_box = lung_thirds(lung_box, direction=direction)

@@ -134,10 +134,12 @@ def split_sides(
     coarse_sides = _split(coarse, coarse_spacing, matrix, min_share, max_erosion_mm,
                           max(step, min(coarse_spacing)) if step_mm is None else step, float(midline_mm),
                           full_spacing=spacing, to_full=to_full)
-    # Every voxel takes its block's side: one broadcast write into the blocked view.
+    # Every voxel takes its block's side: repeated along x, then one broadcast write
+    # into the blocked view (whole rows at a time, not runs of one block).
+    rows = np.repeat(coarse_sides, blocks[2], axis=2) if blocks[2] > 1 else coarse_sides
     fine = np.empty(tuple(c * b for c, b in zip(coarse_sides.shape, blocks)), dtype=np.uint8)
     fine.reshape(coarse_sides.shape[0], blocks[0], coarse_sides.shape[1], blocks[1],
-                 coarse_sides.shape[2], blocks[2])[...] = coarse_sides[:, None, :, None, :, None]
+                 rows.shape[2])[...] = rows[:, None, :, None, :]
     sides = np.zeros(mask.shape, dtype=np.uint8)
     np.multiply(fine[tuple(slice(0, n) for n in sub.shape)], sub, out=sides[box])
     return sides
@@ -206,15 +208,15 @@ def _split(mask, spacing, matrix, min_share, max_erosion_mm, step, midline_mm, *
         level = max(level + step, level * 1.25)
     del depth
     if seeds is None:
-        index = np.argwhere(sub).mean(axis=0) + offset
+        index = _mean_index(sub) + offset
         if to_full is not None:
             index = index * to_full[0] + to_full[1]
         centroid = _physical_x(index, spacing if full_spacing is None else full_spacing, matrix)
         sides[box][sub] = RIGHT if centroid <= midline_mm else LEFT
         return sides
     first, second = seeds
-    x_first = _physical_x(np.argwhere(first).mean(axis=0) + offset, spacing, matrix)
-    x_second = _physical_x(np.argwhere(second).mean(axis=0) + offset, spacing, matrix)
+    x_first = _physical_x(_mean_index(first) + offset, spacing, matrix)
+    x_second = _physical_x(_mean_index(second) + offset, spacing, matrix)
     right_seed, left_seed = (first, second) if x_first <= x_second else (second, first)
     to_right = edt.edtsq((~right_seed).view(np.uint8), anisotropy=spacing, black_border=False, parallel=_thread_count())
     to_left = edt.edtsq((~left_seed).view(np.uint8), anisotropy=spacing, black_border=False, parallel=_thread_count())
@@ -234,6 +236,21 @@ def _two_large_components(cc3d, core: np.ndarray, min_share: float):
     if sizes[second] < min_share * int(sizes.sum()):
         return None
     return labels == largest, labels == second
+
+
+def _mean_index(mask: np.ndarray) -> np.ndarray:
+    """Mean (z, y, x) index of a mask's voxels, from its three projections.
+
+    The index sums are exact integers, so this equals ``np.argwhere(mask).mean(axis=0)``
+    without the (N, 3) index array.
+    """
+    count = int(np.count_nonzero(mask))
+    sums = []
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        per_index = mask.sum(axis=others, dtype=np.int64)
+        sums.append(int(per_index @ np.arange(per_index.size, dtype=np.int64)))
+    return np.array(sums, dtype=float) / count
 
 
 def _physical_x(index_zyx: np.ndarray, spacing, matrix: np.ndarray) -> float:

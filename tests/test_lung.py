@@ -157,10 +157,13 @@ def test_ball_is_physical():
     assert element[1, 2, 4] and element[0, 2, 2] and not element[0, 2, 3]
 
 
+@pytest.mark.parametrize("few_labels", [0, 6, 10**9])  # bincount and take / equality passes
 @pytest.mark.parametrize("slab_voxels", [1, 37, 500, 1 << 23])
-def test_islands_labelled_in_slabs_equal_scipy_label(slab_voxels):
+def test_islands_labelled_in_slabs_equal_scipy_label(slab_voxels, few_labels, monkeypatch):
+    from radiolab import lung
     from radiolab.lung import _lung_islands, _slab_islands
 
+    monkeypatch.setattr(lung, "_FEW_LABELS", few_labels)
     settings = settings_for("zaffino2021", min_island=6)
     rng = np.random.default_rng(slab_voxels)
     for _ in range(40):

@@ -142,3 +142,13 @@ def test_single_lung_goes_by_the_given_midline():
     # Midline at x index 50 (50 mm at 1 mm voxels): the lung lies on its right.
     assert set(np.unique(split_sides(lung, (1.0, 1.0, 1.0), midline_mm=50.0)[lung])) == {RIGHT}
     assert set(np.unique(split_sides(lung, (1.0, 1.0, 1.0))[lung])) == {LEFT}
+
+
+def test_mean_index_equals_argwhere_mean():
+    from radiolab.sides import _mean_index
+
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        mask = rng.random(tuple(int(n) for n in rng.integers(1, 30, 3))) < rng.uniform(0.01, 1.0)
+        if mask.any():
+            assert np.array_equal(_mean_index(mask), np.argwhere(mask).mean(axis=0))

@@ -64,7 +64,9 @@ def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: boo
     regions : dict, optional
         With ``keep`` and the default preset, filled with what `label_scan` would
         otherwise read back from this step's files: ``sides`` (uint8 map) and
-        ``airway_volume_ml`` (0 when no airway was found).
+        ``airway_volume_ml`` (0 when no airway was found). With ``keep`` and another
+        preset, ``sides_split``: a future of `radiolab.sides.split_sides` of the mask,
+        started in a thread so that it runs beside the histogram and the labels.
 
     Returns ``(histogram, volume, mask)``; volume and mask are None unless ``keep``.
     """
@@ -91,6 +93,8 @@ def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: boo
                          min_island=settings.min_island, closing_radii=settings.closing_radii)
         unlink_if_present(paths["sides"])
         unlink_if_present(paths["airways"])
+        if keep and regions is not None:
+            regions["sides_split"] = _split_sides_beside(mask, volume)
     histogram = lung_histogram(volume.array, mask, clip_hu=settings.clip_hu)
     write_volume(paths["lung"], mask.view(np.uint8), volume.geometry,
                  fields={**slicer_segment_fields(mask.shape, LUNG_SEGMENTS), **scan_header_fields(volume),
@@ -188,6 +192,8 @@ def _tables(scan, out_dir, config, volume, mask, labels, paths, settings, kept=N
     elif settings.chest is not None and kept:
         regions = {"sides": kept["sides"]}
         airway_ml = kept["airway_volume_ml"]
+    elif kept and "sides_split" in kept:
+        regions = {"sides": kept["sides_split"].result()}
     elif settings.chest is not None and paths["sides"].is_file():
         sides = read_map(paths["sides"])
         if sides.shape != mask.shape:
@@ -223,6 +229,19 @@ class _InlineWriter:
         except Exception as error:  # raised again by result(), as from a thread
             future.set_exception(error)
         return future
+
+
+def _split_sides_beside(mask: np.ndarray, volume: Volume) -> Future:
+    """`split_sides` of the mask in a thread of its own (at once when kernels are held to one thread)."""
+    from radiolab.sides import split_sides
+
+    if kernel_threads() == 1:
+        return _InlineWriter().submit(split_sides, mask, volume.geometry.spacing, direction=volume.geometry.direction)
+    pool = ThreadPoolExecutor(1)
+    try:
+        return pool.submit(split_sides, mask, volume.geometry.spacing, direction=volume.geometry.direction)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one task
 
 
 def _writer():
