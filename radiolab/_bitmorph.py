@@ -146,18 +146,54 @@ def dilate(packed: np.ndarray, element: Element, width: int) -> np.ndarray:
     return _apply(packed, element, width, erode=False)
 
 
-def opening(mask: np.ndarray, element: Element, *, threads: int = 1) -> np.ndarray:
+class BelowThreshold:
+    """The voxels of a (z, y, x) volume below a threshold, packed slab by slab on demand.
+
+    Stands for the boolean volume ``volume < threshold`` in `opening` without making it:
+    each slab is compared and packed a few slices at a time.
+    """
+
+    def __init__(self, volume: np.ndarray, threshold: float):
+        self.volume, self.threshold = volume, threshold
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.volume.shape
+
+    def pack(self, start: int, stop: int) -> np.ndarray:
+        """Packed ``volume[start:stop] < threshold``."""
+        nz, ny, nx = self.volume.shape
+        out = np.empty((stop - start, ny, (nx + 7) // 8), dtype=np.uint8)
+        step = max(1, (1 << 20) // max(1, ny * nx))  # about 1 MiB of booleans at a time
+        below = np.empty((min(step, stop - start), ny, nx), dtype=bool)
+        for z in range(start, stop, step):
+            n = min(step, stop - z)
+            np.less(self.volume[z: z + n], self.threshold, out=below[:n])
+            out[z - start: z - start + n] = np.packbits(below[:n], axis=-1)
+        return out
+
+
+def _pack_part(mask, start: int, stop: int) -> np.ndarray:
+    if isinstance(mask, BelowThreshold):
+        return mask.pack(start, stop)
+    return pack(mask[start:stop])
+
+
+def opening(mask, element: Element, *, threads: int = 1, packed: bool = False) -> np.ndarray:
     """Binary opening of a boolean (z, y, x) volume, outside counted as background.
 
-    With ``threads`` > 1 the volume is cut into that many slabs along z, each opened
-    in its own thread (numpy releases the GIL) with a margin of twice the element's z
-    reach, so that every kept slice saw all the voxels it depends on.
+    ``mask`` is a boolean array or a `BelowThreshold`. With ``threads`` > 1 the volume
+    is cut into that many slabs along z, each packed and opened in its own thread
+    (numpy releases the GIL) with a margin of twice the element's z reach, so that
+    every kept slice saw all the voxels it depends on. With ``packed`` the result is
+    returned packed along x (`unpack` gives the booleans).
     """
-    nz = mask.shape[0]
+    nz, width = mask.shape[0], mask.shape[-1]
     margin = 2 * max(abs(dz) for dz, _ in element)
     threads = max(1, min(int(threads), nz // max(1, 4 * margin)))
     if threads == 1:
-        return _opening(mask, element)
+        result = _packed_opening(_pack_part(mask, 0, nz), element, width)
+        return result if packed else unpack(result, width)
     from concurrent.futures import ThreadPoolExecutor
 
     cuts = [nz * k // threads for k in range(threads + 1)]
@@ -166,24 +202,23 @@ def opening(mask: np.ndarray, element: Element, *, threads: int = 1) -> np.ndarr
     def open_part(part):
         start, stop = part
         lo, hi = max(start - margin, 0), min(stop + margin, nz)
-        return _packed_opening(mask[lo:hi], element)[start - lo: stop - lo]
+        return _packed_opening(_pack_part(mask, lo, hi), element, width)[start - lo: stop - lo]
 
     # The slabs stay packed until the end: one full-size result, not one per slab too.
-    packed = np.empty(mask.shape[:-1] + ((mask.shape[-1] + 7) // 8,), dtype=np.uint8)
+    result = np.empty(mask.shape[:-1] + ((width + 7) // 8,), dtype=np.uint8)
     with ThreadPoolExecutor(threads) as pool:
-        for (start, stop), result in zip(parts, pool.map(open_part, parts)):
-            packed[start:stop] = result
-    return unpack(packed, mask.shape[-1])
+        for (start, stop), part in zip(parts, pool.map(open_part, parts)):
+            result[start:stop] = part
+    return result if packed else unpack(result, width)
 
 
 def _opening(mask: np.ndarray, element: Element) -> np.ndarray:
-    return unpack(_packed_opening(mask, element), mask.shape[-1])
+    return unpack(_packed_opening(pack(mask), element, mask.shape[-1]), mask.shape[-1])
 
 
-def _packed_opening(mask: np.ndarray, element: Element) -> np.ndarray:
-    width = mask.shape[-1]
+def _packed_opening(packed: np.ndarray, element: Element, width: int) -> np.ndarray:
     work = Workspace()  # the erosion's x runs and shifts, reused by the dilation
-    eroded = _apply(pack(mask), element, width, erode=True, work=work)
+    eroded = _apply(packed, element, width, erode=True, work=work)
     if not eroded.any():
         return eroded
     return _apply(eroded, element, width, erode=False, work=work)

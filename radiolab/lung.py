@@ -201,13 +201,18 @@ def lung_mask(
         from radiolab.lung_segmentation import segment_lungs
 
         return segment_lungs(volume, spacing, settings, direction=direction).mask
-    if settings.threshold_hu > settings.clip_hu:
-        candidates = volume < settings.threshold_hu
-    else:  # after clipping at clip_hu nothing lies below the threshold
+    # The fast backend never makes the boolean candidate and opened volumes: slabs are
+    # thresholded and packed in the opening's threads, and unpacked in the labelling's.
+    packed = backend != "reference"
+    if settings.threshold_hu <= settings.clip_hu:  # after clipping nothing lies below the threshold
         candidates = np.zeros(volume.shape, dtype=bool)
-    opened = _opening(candidates, spacing, settings, backend)
+    elif packed:
+        candidates = _bitmorph.BelowThreshold(volume, settings.threshold_hu)
+    else:
+        candidates = volume < settings.threshold_hu
+    opened = _opening(candidates, spacing, settings, backend, packed=packed)
     del candidates
-    islands = _lung_islands(opened, spacing, settings, backend)
+    islands = _lung_islands(opened, spacing, settings, backend, width=volume.shape[-1] if packed else None)
     del opened
     if not islands.any():
         raise NoLungError(
@@ -226,24 +231,28 @@ def _island_text(settings: LungMaskSettings) -> str:
 
 # -- opening -------------------------------------------------------------------------
 
-def _opening(candidates, spacing, settings, backend) -> np.ndarray:
+def _opening(candidates, spacing, settings, backend, *, packed: bool = False) -> np.ndarray:
+    """The opened candidates; ``candidates`` is a boolean volume or, on the fast backend,
+    a `radiolab._bitmorph.BelowThreshold`. With ``packed`` (fast backend) the result is
+    packed along x."""
     if settings.units == "voxel":
         iterations = int(settings.opening)
-        if iterations <= 0:
-            return candidates.copy()
-        if backend == "reference":
-            from scipy import ndimage
-
-            return ndimage.binary_opening(candidates, iterations=iterations)
-        return _bitmorph.opening(candidates, _bitmorph.octahedron(iterations), threads=_thread_count())
-    radius = float(settings.opening)
-    if radius <= 0:
-        return candidates.copy()
+        element = _bitmorph.octahedron(iterations) if iterations > 0 else None
+    else:
+        radius = float(settings.opening)
+        element = _bitmorph.ball_element(radius, spacing) if radius > 0 else None
+    if element is None:
+        if isinstance(candidates, _bitmorph.BelowThreshold):
+            candidates = candidates.volume < candidates.threshold
+            return _bitmorph.pack(candidates) if packed else candidates
+        return _bitmorph.pack(candidates) if packed else candidates.copy()
     if backend == "reference":
         from scipy import ndimage
 
+        if settings.units == "voxel":
+            return ndimage.binary_opening(candidates, iterations=iterations)
         return ndimage.binary_opening(candidates, structure=ball(radius, spacing))
-    return _bitmorph.opening(candidates, _bitmorph.ball_element(radius, spacing), threads=_thread_count())
+    return _bitmorph.opening(candidates, element, threads=_thread_count(), packed=packed)
 
 
 def ball(radius_mm: float, spacing) -> np.ndarray:
@@ -256,7 +265,9 @@ def ball(radius_mm: float, spacing) -> np.ndarray:
 
 # -- islands -------------------------------------------------------------------------
 
-def _lung_islands(opened: np.ndarray, spacing, settings, backend) -> np.ndarray:
+def _lung_islands(opened: np.ndarray, spacing, settings, backend, *, width: int | None = None) -> np.ndarray:
+    """The kept islands of the opened candidates; with ``width`` (fast backend), ``opened``
+    is packed along x and ``width`` is its unpacked x size."""
     if settings.units == "voxel":
         min_voxels = float(settings.min_island)
     else:
@@ -273,10 +284,11 @@ def _lung_islands(opened: np.ndarray, spacing, settings, backend) -> np.ndarray:
             if box is not None and sizes[index + 1] >= min_voxels and not _touches_axial_border(box, opened.shape)
         ]
         return np.isin(labels, keep)
-    return _slab_islands(opened, min_voxels)
+    return _slab_islands(opened, min_voxels, width=width)
 
 
-def _slab_islands(opened: np.ndarray, min_voxels: float, *, slab_voxels: int = 1 << 23) -> np.ndarray:
+def _slab_islands(opened: np.ndarray, min_voxels: float, *, slab_voxels: int = 1 << 23,
+                  width: int | None = None) -> np.ndarray:
     """The 6-connected islands of ``opened`` that are large enough and reach no axial border.
 
     The volume is labelled in slabs of a few slices (about ``slab_voxels`` voxels, in
@@ -284,11 +296,13 @@ def _slab_islands(opened: np.ndarray, min_voxels: float, *, slab_voxels: int = 1
     kept as uint16 where they fit, and the islands cut by a slab boundary joined again
     through the labels on both sides of it: the same islands as labelling the whole
     volume, with half the memory of its uint32 label volume. Counting and the final
-    lookup run per slab in the same threads.
+    lookup run per slab in the same threads. With ``width``, ``opened`` is packed along x
+    (`radiolab._bitmorph.pack`) and each slab is unpacked in its thread.
     """
     import cc3d
 
-    nz, ny, nx = opened.shape
+    nz, ny = opened.shape[:2]
+    nx = opened.shape[2] if width is None else width
     step = max(1, min(nz, slab_voxels // max(1, ny * nx)))
     bounds = [(z, min(z + step, nz)) for z in range(0, nz, step)]
     threads = min(len(bounds), _thread_count())
@@ -312,7 +326,11 @@ def _slab_islands(opened: np.ndarray, min_voxels: float, *, slab_voxels: int = 1
         return results
 
     def label(bound, work):
-        labels, count = cc3d.connected_components(opened[bound[0]:bound[1]], connectivity=6, return_N=True)
+        part = opened[bound[0]:bound[1]]
+        if width is not None:
+            part = _bitmorph.unpack(part, width)
+        labels, count = cc3d.connected_components(part, connectivity=6, return_N=True)
+        del part
         if count < np.iinfo(np.uint16).max and labels.dtype != np.uint16:
             labels = labels.astype(np.uint16)
         count = int(count)
@@ -335,7 +353,7 @@ def _slab_islands(opened: np.ndarray, min_voxels: float, *, slab_voxels: int = 1
         keep = (island_sizes >= min_voxels) & ~island_on_border
         keep = keep[root]
         keep[0] = False
-        out = np.zeros(opened.shape, dtype=bool)
+        out = np.zeros((nz, ny, nx), dtype=bool)
 
         def lookup(item, work):
             bound, (labels, count, _, _), offset = item

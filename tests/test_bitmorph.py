@@ -42,3 +42,22 @@ def test_opening_in_threaded_slabs_equals_scipy(threads):
     for element, kwargs in ((_bitmorph.octahedron(2), {"iterations": 2}),
                             (_bitmorph.ball_element(2.0, (1.0, 0.7, 0.7)), {"structure": ball(2.0, (1.0, 0.7, 0.7))})):
         assert np.array_equal(_bitmorph.opening(mask, element, threads=threads), ndimage.binary_opening(mask, **kwargs))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_opening_of_a_threshold_packed_in_slabs_equals_scipy(threads):
+    volume = np.random.default_rng(threads).normal(0, 300, (61, 9, 13)).astype(np.int16)
+    expected = ndimage.binary_opening(volume < 250, iterations=2)
+    below = _bitmorph.BelowThreshold(volume, 250)
+    packed = _bitmorph.opening(below, _bitmorph.octahedron(2), threads=threads, packed=True)
+    assert packed.shape == (61, 9, 2)
+    assert np.array_equal(_bitmorph.unpack(packed, 13), expected)
+    assert np.array_equal(_bitmorph.opening(below, _bitmorph.octahedron(2), threads=threads), expected)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5), (9, 1, 16), (70, 600, 17)])
+def test_below_threshold_packs_like_packbits(shape):
+    volume = np.random.default_rng(0).normal(0, 300, shape)
+    below = _bitmorph.BelowThreshold(volume, 10.0)
+    for start, stop in ((0, shape[0]), (1, shape[0]), (shape[0] // 2, shape[0])):
+        assert np.array_equal(below.pack(start, stop), np.packbits(volume[start:stop] < 10.0, axis=-1))

@@ -187,3 +187,18 @@ def test_bounding_box_equals_argwhere_extent():
             for lo, hi, p, n in zip(points.min(axis=0), points.max(axis=0), pad, shape))
         assert bounding_box(mask, pad) == expected
         assert bounding_box(mask.astype(np.uint8) * 7, pad) == expected
+
+
+@pytest.mark.parametrize("slab_voxels", [1, 500, 1 << 23])
+def test_islands_of_a_packed_opening_equal_scipy_label(slab_voxels):
+    from radiolab import _bitmorph
+    from radiolab.lung import _lung_islands, _slab_islands
+
+    settings = settings_for("zaffino2021", min_island=6)
+    rng = np.random.default_rng(slab_voxels)
+    for _ in range(20):
+        shape = tuple(int(n) for n in rng.integers(1, 20, 3))
+        opened = rng.random(shape) < rng.uniform(0.3, 0.8)
+        expected = _lung_islands(opened, (1.0, 1.0, 1.0), settings, "reference")
+        found = _slab_islands(_bitmorph.pack(opened), 6, slab_voxels=slab_voxels, width=shape[2])
+        assert np.array_equal(found, expected)

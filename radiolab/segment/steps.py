@@ -51,7 +51,7 @@ LOG = logging.getLogger("radiolab.segment")
 
 
 def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: bool = False,
-              input_hash: str | None = None, regions: dict[str, Any] | None = None):
+              input_hash: str | Future | None = None, regions: dict[str, Any] | None = None):
     """Map step 1: read the scan, segment the lungs, write the mask and histogram.
 
     ``<id>_hist.json``, the step's record, is deleted first and written last, after
@@ -59,8 +59,9 @@ def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: boo
 
     Parameters
     ----------
-    input_hash : str, optional
-        `ScanInput.content_hash` of the scan, if already computed.
+    input_hash : str or Future, optional
+        `ScanInput.content_hash` of the scan, if already computed, or a future of it
+        (`hash_beside`), which is waited for once the scan has been read.
     regions : dict, optional
         With ``keep`` and the default preset, filled with what `label_scan` would
         otherwise read back from this step's files: ``sides`` (uint8 map) and
@@ -75,6 +76,8 @@ def mask_scan(scan: ScanInput, out_dir: str, config: SegmentConfig, *, keep: boo
     if input_hash is None:
         input_hash = scan_input_hash(scan, config)
     volume = scan.read()
+    if isinstance(input_hash, Future):
+        input_hash = input_hash.result()
     spacing = volume.geometry.spacing
     settings = config.lung_settings()
     extra = {"radiolab_input_hash": input_hash}
@@ -231,15 +234,26 @@ class _InlineWriter:
         return future
 
 
+def hash_beside(scan: ScanInput, config: SegmentConfig) -> Future:
+    """`scan_input_hash` in a thread of its own, to run beside the scan's read
+    (hashlib and the file reads release the GIL)."""
+    return _beside(scan_input_hash, scan, config)
+
+
 def _split_sides_beside(mask: np.ndarray, volume: Volume) -> Future:
-    """`split_sides` of the mask in a thread of its own (at once when kernels are held to one thread)."""
+    """`split_sides` of the mask in a thread of its own."""
     from radiolab.sides import split_sides
 
+    return _beside(split_sides, mask, volume.geometry.spacing, direction=volume.geometry.direction)
+
+
+def _beside(function, *args, **kwargs) -> Future:
+    """``function`` run in a thread of its own (at once when kernels are held to one thread)."""
     if kernel_threads() == 1:
-        return _InlineWriter().submit(split_sides, mask, volume.geometry.spacing, direction=volume.geometry.direction)
+        return _InlineWriter().submit(function, *args, **kwargs)
     pool = ThreadPoolExecutor(1)
     try:
-        return pool.submit(split_sides, mask, volume.geometry.spacing, direction=volume.geometry.direction)
+        return pool.submit(function, *args, **kwargs)
     finally:
         pool.shutdown(wait=False)  # the thread ends with its one task
 

@@ -71,14 +71,21 @@ class _MaskTask:
         paths = output_paths(self.out_dir, scan.id)
         for path in paths.values():
             remove_partial_writes(path)
-        input_hash = steps.scan_input_hash(scan, self.config)
-        if not self.force:
+        if self.force or not paths["histogram"].is_file():
+            # Nothing recorded to compare with: the scan is hashed while it is read.
+            hashing = steps.hash_beside(scan, self.config)
+        else:
+            input_hash = steps.scan_input_hash(scan, self.config)
             histogram = current_histogram(paths, self.config, input_hash)
             if histogram is not None:
                 return MaskOutcome(histogram, input_hash, skipped=True)
+            hashing = None
         regions: dict[str, Any] = {}
         histogram, volume, mask = steps.mask_scan(scan, self.out_dir, self.config, keep=self.keep,
-                                                  input_hash=input_hash, regions=regions)
+                                                  input_hash=input_hash if hashing is None else hashing,
+                                                  regions=regions)
+        if hashing is not None:
+            input_hash = hashing.result()
         return MaskOutcome(histogram, input_hash, skipped=False, volume=volume, mask=mask, regions=regions or None)
 
 
