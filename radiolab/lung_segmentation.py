@@ -129,12 +129,14 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
     """Steps 1-6 on a canonical volume (one slice when ``planar``); None if no lung."""
     import cc3d
 
+    from radiolab._bitmorph import BelowThreshold
     from radiolab.lung import _opening, bounding_box
 
     tuning = settings.chest
     work_spacing = (_UNCOUPLED_MM,) + tuple(spacing[1:]) if planar else tuple(spacing)
     if settings.threshold_hu > settings.clip_hu:
-        candidates = np.ascontiguousarray(volume < settings.threshold_hu)
+        # Thresholded slab by slab in the opening's threads: no boolean candidate volume.
+        candidates = BelowThreshold(volume, settings.threshold_hu)
     else:
         return None
     opened = _opening(candidates, work_spacing, settings, "fast")
