@@ -216,7 +216,7 @@ def _tables(scan, out_dir, config, volume, mask, labels, paths, settings, kept=N
     return row
 
 
-class _InlineWriter:
+class _RunAtOnce:
     """`ThreadPoolExecutor`'s submit, run at once: for workers held to one kernel thread."""
 
     def __enter__(self):
@@ -250,7 +250,7 @@ def _split_sides_beside(mask: np.ndarray, volume: Volume) -> Future:
 def _beside(function, *args, **kwargs) -> Future:
     """``function`` run in a thread of its own (at once when kernels are held to one thread)."""
     if kernel_threads() == 1:
-        return _InlineWriter().submit(function, *args, **kwargs)
+        return _RunAtOnce().submit(function, *args, **kwargs)
     pool = ThreadPoolExecutor(1)
     try:
         return pool.submit(function, *args, **kwargs)
@@ -259,7 +259,7 @@ def _beside(function, *args, **kwargs) -> Future:
 
 
 def _writer():
-    return _InlineWriter() if kernel_threads() == 1 else ThreadPoolExecutor(2)
+    return _RunAtOnce() if kernel_threads() == 1 else ThreadPoolExecutor(2)
 
 
 def _write_dicom_seg(scan: ScanInput, out_dir: str, volume: Volume, labels: np.ndarray, mask: np.ndarray) -> str:

@@ -8,6 +8,7 @@ stage ``internal`` and logged with its traceback: the batch completes either way
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -73,19 +74,17 @@ class _MaskTask:
             remove_partial_writes(path)
         if self.force or not paths["histogram"].is_file():
             # Nothing recorded to compare with: the scan is hashed while it is read.
-            hashing = steps.hash_beside(scan, self.config)
+            input_hash = steps.hash_beside(scan, self.config)
         else:
             input_hash = steps.scan_input_hash(scan, self.config)
             histogram = current_histogram(paths, self.config, input_hash)
             if histogram is not None:
                 return MaskOutcome(histogram, input_hash, skipped=True)
-            hashing = None
         regions: dict[str, Any] = {}
         histogram, volume, mask = steps.mask_scan(scan, self.out_dir, self.config, keep=self.keep,
-                                                  input_hash=input_hash if hashing is None else hashing,
-                                                  regions=regions)
-        if hashing is not None:
-            input_hash = hashing.result()
+                                                  input_hash=input_hash, regions=regions)
+        if isinstance(input_hash, Future):
+            input_hash = input_hash.result()
         return MaskOutcome(histogram, input_hash, skipped=False, volume=volume, mask=mask, regions=regions or None)
 
 
