@@ -157,10 +157,11 @@ def test_ball_is_physical():
     assert element[1, 2, 4] and element[0, 2, 2] and not element[0, 2, 3]
 
 
+@pytest.mark.parametrize("packed", [False, True])  # the opening's bit-packed output, unpacked per slab
 @pytest.mark.parametrize("few_labels", [0, 6, 10**9])  # bincount and take / equality passes
 @pytest.mark.parametrize("slab_voxels", [1, 37, 500, 1 << 23])
-def test_islands_labelled_in_slabs_equal_scipy_label(slab_voxels, few_labels, monkeypatch):
-    from radiolab import lung
+def test_islands_labelled_in_slabs_equal_scipy_label(slab_voxels, few_labels, packed, monkeypatch):
+    from radiolab import _bitmorph, lung
     from radiolab.lung import _lung_islands, _slab_islands
 
     monkeypatch.setattr(lung, "_FEW_LABELS", few_labels)
@@ -170,7 +171,11 @@ def test_islands_labelled_in_slabs_equal_scipy_label(slab_voxels, few_labels, mo
         shape = tuple(int(n) for n in rng.integers(1, 16, 3))
         opened = rng.random(shape) < rng.uniform(0.3, 0.8)
         expected = _lung_islands(opened, (1.0, 1.0, 1.0), settings, "reference")
-        assert np.array_equal(_slab_islands(opened, 6, slab_voxels=slab_voxels), expected)
+        if packed:
+            found = _slab_islands(_bitmorph.pack(opened), 6, slab_voxels=slab_voxels, width=shape[2])
+        else:
+            found = _slab_islands(opened, 6, slab_voxels=slab_voxels)
+        assert np.array_equal(found, expected)
 
 
 def test_bounding_box_equals_argwhere_extent():
@@ -187,18 +192,3 @@ def test_bounding_box_equals_argwhere_extent():
             for lo, hi, p, n in zip(points.min(axis=0), points.max(axis=0), pad, shape))
         assert bounding_box(mask, pad) == expected
         assert bounding_box(mask.astype(np.uint8) * 7, pad) == expected
-
-
-@pytest.mark.parametrize("slab_voxels", [1, 500, 1 << 23])
-def test_islands_of_a_packed_opening_equal_scipy_label(slab_voxels):
-    from radiolab import _bitmorph
-    from radiolab.lung import _lung_islands, _slab_islands
-
-    settings = settings_for("zaffino2021", min_island=6)
-    rng = np.random.default_rng(slab_voxels)
-    for _ in range(20):
-        shape = tuple(int(n) for n in rng.integers(1, 20, 3))
-        opened = rng.random(shape) < rng.uniform(0.3, 0.8)
-        expected = _lung_islands(opened, (1.0, 1.0, 1.0), settings, "reference")
-        found = _slab_islands(_bitmorph.pack(opened), 6, slab_voxels=slab_voxels, width=shape[2])
-        assert np.array_equal(found, expected)
