@@ -118,7 +118,9 @@ def segment_lungs(volume: np.ndarray, spacing, settings, *, direction=IDENTITY_D
     for what, n in rejected.items():
         if n:
             notes.append(f"{n} air island(s) rejected as {what}")
-    present = [SIDE_NAMES[s] for s in (RIGHT, LEFT) if (sides == s).any()]
+    # The sides map holds 0, 1 and 2 only: the OR of all its values tells which sides occur.
+    found = int(np.bitwise_or.reduce(sides, axis=None))
+    present = [SIDE_NAMES[s] for s in (RIGHT, LEFT) if found & s]
     if len(present) == 1:
         notes.append(f"one lung found ({present[0]})")
     return LungSegmentation(mask=orient.from_canonical(mask), sides=orient.from_canonical(sides),
