@@ -150,25 +150,30 @@ class BelowThreshold:
     """The voxels of a (z, y, x) volume below a threshold, packed slab by slab on demand.
 
     Stands for the boolean volume ``volume < threshold`` in `opening` without making it:
-    each slab is compared and packed a few slices at a time.
+    each slab is compared and packed a few slices at a time. With ``floor``, voxels
+    below it are left out too (``floor <= volume < threshold``).
     """
 
-    def __init__(self, volume: np.ndarray, threshold: float):
-        self.volume, self.threshold = volume, threshold
+    def __init__(self, volume: np.ndarray, threshold: float, *, floor: float | None = None):
+        self.volume, self.threshold, self.floor = volume, threshold, floor
 
     @property
     def shape(self) -> tuple[int, ...]:
         return self.volume.shape
 
     def pack(self, start: int, stop: int) -> np.ndarray:
-        """Packed ``volume[start:stop] < threshold``."""
+        """Packed ``volume[start:stop] < threshold`` (and ``>= floor``)."""
         nz, ny, nx = self.volume.shape
         out = np.empty((stop - start, ny, (nx + 7) // 8), dtype=np.uint8)
         step = max(1, (1 << 20) // max(1, ny * nx))  # about 1 MiB of booleans at a time
         below = np.empty((min(step, stop - start), ny, nx), dtype=bool)
+        above = None if self.floor is None else np.empty_like(below)
         for z in range(start, stop, step):
             n = min(step, stop - z)
             np.less(self.volume[z: z + n], self.threshold, out=below[:n])
+            if above is not None:
+                np.greater_equal(self.volume[z: z + n], self.floor, out=above[:n])
+                below[:n] &= above[:n]
             out[z - start: z - start + n] = np.packbits(below[:n], axis=-1)
         return out
 

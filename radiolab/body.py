@@ -188,3 +188,73 @@ def cut_at_the_sides(inside: np.ndarray, steps, slices: np.ndarray) -> bool:
     (full-grid indices): the field of view cuts the body there."""
     index = np.unique(np.minimum(np.asarray(slices) // steps[0], inside.shape[0] - 1))
     return bool(inside[index][:, :, [0, -1]].any())
+
+
+def scan_circle_fill(volume: np.ndarray, *, air_floor_hu: float, air_hu: float = -950.0,
+                     solid_voxels: int = 3) -> np.ndarray | None:
+    """The scan circle's fill when its value lies in the air range, else None.
+
+    Some scanners and converters fill the outside of the scan circle with -1024 HU, a
+    value that air takes too. The fill is told from air by its form: one exact value,
+    the one held by most of the slices' corners (the circle never reaches them), over
+    solid regions at the image border; air, even air clipped at the same value, is noisy
+    and its lowest values are scattered.
+
+    Parameters
+    ----------
+    volume : numpy.ndarray
+        CT in HU, (z, y, x).
+    air_floor_hu : float
+        A fill below this is left out of the air by the floor itself: None.
+    air_hu : float
+        The fill lies below this (pure air), in HU; corners of tissue are no fill.
+    solid_voxels : int
+        Side of the square (in voxels) by which the exact-value mask is opened in each
+        slice: what survives is solid, not noise.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Boolean fill mask, or None when the corners hold no common value in the air range.
+    """
+    corners = volume[:, [0, 0, -1, -1], [0, -1, 0, -1]].ravel()
+    values, counts = np.unique(corners, return_counts=True)
+    value = values[np.argmax(counts)]
+    if counts.max() < 0.5 * corners.size or not air_floor_hu <= value < air_hu:
+        return None
+    square = np.ones((solid_voxels, solid_voxels), dtype=bool)
+    fill = np.zeros(volume.shape, dtype=bool)
+    for k in range(volume.shape[0]):
+        exact = volume[k] == value
+        solid = ndimage.binary_opening(exact, square)
+        if not solid.any():
+            continue
+        labels, count = ndimage.label(solid)
+        border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+        at_border = np.isin(labels, border[border > 0])
+        # The solid regions at the border, with their one-voxel fringe of the same value.
+        fill[k] = exact & ndimage.binary_dilation(at_border, square)
+    return fill if fill.any() else None
+
+
+def touches_fill(island: np.ndarray, volume: np.ndarray, box, circle: np.ndarray | None, *,
+                 air_floor_hu: float) -> bool:
+    """Whether an island (its mask on ``box`` of ``volume``) touches the scan circle's
+    fill in-plane: a voxel below ``air_floor_hu`` or of ``circle`` (`scan_circle_fill`)."""
+    # The box grown by one voxel in-plane, where a touching fill voxel can lie.
+    grown = (box[0],) + tuple(slice(max(b.start - 1, 0), min(b.stop + 1, n))
+                              for b, n in zip(box[1:], volume.shape[1:]))
+    fill = volume[grown] < air_floor_hu
+    if circle is not None:
+        fill |= circle[grown]
+    if not fill.any():
+        return False
+    mask = np.zeros(fill.shape, dtype=bool)
+    offset = [b.start - g.start for b, g in zip(box[1:], grown[1:])]
+    mask[:, offset[0]:offset[0] + island.shape[1], offset[1]:offset[1] + island.shape[2]] = island
+    near = np.zeros_like(mask)
+    near[:, 1:] |= mask[:, :-1]
+    near[:, :-1] |= mask[:, 1:]
+    near[:, :, 1:] |= mask[:, :, :-1]
+    near[:, :, :-1] |= mask[:, :, 1:]
+    return bool((near & fill).any())

@@ -19,6 +19,12 @@ class ChestTuning:
         Body tissue lies above this, in HU (the body envelope's hull).
     padding_hu : float
         Values strictly below this are padding outside the scan circle, in HU.
+    air_floor_hu : float
+        Air-like candidates lie at or above this, in HU: lower values are the fill of
+        the scan circle (-2048 or -3024 HU on many scanners), never air. Without this
+        floor, a lung that the circle cuts joins the outside air through the fill and
+        is dropped as outside air. Noise takes air a little below -1024 HU (to -1059
+        in ChestImagingPlatform's TestInput), so the floor lies well below that.
     body_grid_mm : float
         Grid of the body envelope, in mm.
     outside_fraction : float
@@ -52,6 +58,12 @@ class ChestTuning:
         Gut gas has fewer than this share of vessel voxels inside it.
     gas_margin_mm : float
         Rim left out when the inside of an island is measured, in mm.
+    air_max_vessel_fraction : float
+        An air island whose inside holds fewer than this share of vessel voxels is not
+        lung, pure air or not (the air inside a hollow table); lungs hold 1.6 % or more.
+    air_min_inside_voxels : int
+        That rule judges only islands with at least this many inside voxels on the
+        measuring grid (about 1.5 mm).
     midline_air_mm : float or None
         When only one lung is found, the body is not cut at the left or right by the field
         of view, and that lung's voxels lie on average within this distance of the
@@ -78,6 +90,7 @@ class ChestTuning:
 
     body_hu: float = -500.0
     padding_hu: float = -1024.0
+    air_floor_hu: float = -1500.0
     body_grid_mm: float = 4.0
     outside_fraction: float = 0.5
     thin_max_slices: int = 10
@@ -94,6 +107,8 @@ class ChestTuning:
     gas_vessel_hu: float = -750.0
     gas_max_vessel_fraction: float = 0.01
     gas_margin_mm: float = 3.0
+    air_max_vessel_fraction: float = 0.001
+    air_min_inside_voxels: int = 1000
     midline_air_mm: float | None = 25.0
     side_min_share: float = 0.05
     surface_hu: float | None = -400.0

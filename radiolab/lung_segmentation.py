@@ -2,7 +2,9 @@
 
 Steps (in patient coordinates, on the canonical view of `radiolab.orientation`):
 
-1. Candidates: voxels below ``threshold_hu``, opened with a ball of ``opening`` mm.
+1. Candidates: voxels from ``air_floor_hu`` to ``threshold_hu``, opened with a ball of
+   ``opening`` mm. Prevents: a lung cut by the scan circle joining the outside air
+   through the circle's fill (-2048 or -3024 HU).
 2. Outside air (`radiolab.body`): pure-air islands mostly outside the body envelope
    or in the scanner's padding. Prevents: a lung cut by a cropped field of view being
    dropped because it touches the image edge.
@@ -10,7 +12,8 @@ Steps (in patient coordinates, on the canonical view of `radiolab.orientation`):
    removed. Prevents: the airways in the mask, and the lungs joined through them.
 4. Islands of at least ``min_island`` mL (``min_area_cm2`` per slice for thin volumes);
    gut gas (`radiolab.gut_gas`) is rejected by its content. Prevents: stomach and colon
-   gas taken for lung.
+   gas taken for lung. Air whose inside holds no vessels at all is not lung either,
+   pure or not. Prevents: the air inside a hollow table taken for two lungs.
 5. Right and left (`radiolab.sides`), split before any closing, also where the lungs
    touch at a junction line; a single lung gets its side from the trachea or the body
    midline. Where the two touch, the touching voxels are cleared, so the lungs are
@@ -91,7 +94,7 @@ def segment_lungs(volume: np.ndarray, spacing, settings, *, direction=IDENTITY_D
     canon_spacing = orient.spacing(spacing)
     tuning = settings.chest
     notes: list[str] = []
-    rejected = {"outside air": 0, "gut gas": 0, "air on the midline": 0}
+    rejected = {"outside air": 0, "gut gas": 0, "air without vessels": 0, "air on the midline": 0}
     if canonical.shape[0] <= tuning.thin_max_slices:
         mask = np.zeros(canonical.shape, dtype=bool)
         sides = np.zeros(canonical.shape, dtype=np.uint8)
@@ -138,11 +141,15 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
     work_spacing = (_UNCOUPLED_MM,) + tuple(spacing[1:]) if planar else tuple(spacing)
     if settings.threshold_hu > settings.clip_hu:
         # Thresholded slab by slab in the opening's threads: no boolean candidate volume.
-        candidates = BelowThreshold(volume, settings.threshold_hu)
+        circle = body.scan_circle_fill(volume, air_floor_hu=tuning.air_floor_hu, air_hu=tuning.gas_air_hu)
+        # A fill in the air range is moved below the floor for the candidates only.
+        source = volume if circle is None else np.where(circle, np.asarray(tuning.air_floor_hu - 1, volume.dtype),
+                                                        volume)
+        candidates = BelowThreshold(source, settings.threshold_hu, floor=tuning.air_floor_hu)
     else:
         return None
     opened = _opening(candidates, work_spacing, settings, "fast")
-    del candidates
+    del candidates, source
     labels, count = cc3d.connected_components(opened, connectivity=6, return_N=True)
     del opened
     if count == 0:
@@ -197,6 +204,17 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
         if gut_gas.is_gut_gas(content, min_air_fraction=tuning.gas_min_air_fraction,
                               max_vessel_fraction=tuning.gas_max_vessel_fraction):
             rejected["gut gas"] += 1
+            continue
+        if gut_gas.holds_no_vessels(content, max_vessel_fraction=tuning.air_max_vessel_fraction,
+                                    min_inside_voxels=tuning.air_min_inside_voxels):
+            rejected["air without vessels"] += 1
+            continue
+        if (content.inside_voxels < tuning.air_min_inside_voxels
+                or content.vessel_fraction < tuning.gas_max_vessel_fraction) and body.touches_fill(
+                    labels[island_box] == index, volume, full_box, circle, air_floor_hu=tuning.air_floor_hu):
+            # Air at the scan circle's fill without vessels lies outside the patient (in
+            # a hollow table); a lung that the circle cuts holds vessels.
+            rejected["outside air"] += 1
             continue
         keep[index] = True
         if content.air_fraction >= tuning.gas_min_air_fraction:

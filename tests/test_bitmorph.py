@@ -61,3 +61,11 @@ def test_below_threshold_packs_like_packbits(shape):
     below = _bitmorph.BelowThreshold(volume, 10.0)
     for start, stop in ((0, shape[0]), (1, shape[0]), (shape[0] // 2, shape[0])):
         assert np.array_equal(below.pack(start, stop), np.packbits(volume[start:stop] < 10.0, axis=-1))
+
+
+def test_below_threshold_with_a_floor_leaves_out_what_lies_below_it():
+    volume = np.random.default_rng(1).normal(-900, 600, (70, 600, 17)).astype(np.int16)
+    below = _bitmorph.BelowThreshold(volume, -155, floor=-1500)
+    expected = (volume < -155) & (volume >= -1500)
+    assert 0 < expected.sum() < (volume < -155).sum()
+    assert np.array_equal(below.pack(0, 70), np.packbits(expected, axis=-1))

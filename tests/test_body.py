@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
-from radiolab.body import centre_offset_mm, cut_at_the_sides
+from radiolab.body import centre_offset_mm, cut_at_the_sides, scan_circle_fill
 
 
 def test_centre_offset_is_the_mean_left_right_distance_in_mm():
@@ -23,3 +24,30 @@ def test_cut_at_the_sides_looks_at_the_given_slices_only():
     steps = (2, 1, 1)
     assert not cut_at_the_sides(inside, steps, np.array([0, 1, 2, 3]))
     assert cut_at_the_sides(inside, steps, np.array([4, 5]))
+
+
+def _circle_scan(fill_hu, air_sd=40.0):
+    """Noisy air clipped at -1024 HU inside a scan circle of radius 20, ``fill_hu`` outside."""
+    rng = np.random.default_rng(3)
+    volume = np.clip(rng.normal(-1000.0, air_sd, (4, 48, 48)), -1024, None).astype(np.int16)
+    rows, cols = np.mgrid[:48, :48]
+    outside = (rows - 23.5) ** 2 + (cols - 23.5) ** 2 > 20.0 ** 2
+    volume[:, outside] = fill_hu
+    return volume, np.broadcast_to(outside, volume.shape)
+
+
+def test_scan_circle_fill_at_minus_1024_is_the_outside_of_the_circle():
+    volume, outside = _circle_scan(-1024)
+    # The clipped air inside the circle holds the fill's value too (about 27 % of it).
+    assert ((volume == -1024) & ~outside).mean() > 0.1
+    fill = scan_circle_fill(volume, air_floor_hu=-1500.0)
+    # The whole outside, and of the air only clipped voxels within three voxels of it.
+    assert fill[outside].mean() >= 0.99
+    assert not (fill & ~ndimage.binary_dilation(outside, np.ones((1, 7, 7), bool))).any()
+
+
+def test_no_scan_circle_fill_when_the_floor_already_leaves_it_out_or_the_corners_are_air():
+    volume, _ = _circle_scan(-2048)
+    assert scan_circle_fill(volume, air_floor_hu=-1500.0) is None
+    noisy = np.random.default_rng(4).normal(-1000.0, 40.0, (4, 48, 48)).astype(np.int16)
+    assert scan_circle_fill(noisy, air_floor_hu=-1500.0) is None

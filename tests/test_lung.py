@@ -60,6 +60,7 @@ def test_edt_closing_equals_simpleitk_ball(radius):
 def test_border_touching_and_small_islands_are_removed():
     volume = np.full((30, 60, 60), 40, np.int16)
     volume[5:25, 10:30, 10:30] = -850  # inside: 8000 voxels of 1 mm^3 = 8 mL
+    volume[5:25, 17, 17] = 40  # a vessel: lung holds vessels (air without any is not lung)
     volume[5:25, 0:8, 40:55] = -850  # touches the first row: outside air
     volume[12:14, 40:42, 12:14] = -850  # tiny island
     mask = lung_mask(volume, (1.0, 1.0, 1.0), min_island=5.0, closing_radii=(2.0,), opening=0)

@@ -124,6 +124,20 @@ def test_lungs_cut_by_the_field_of_view_are_kept():
     assert dice(result.sides == RIGHT, phantom.truth["right_lung"]) >= 0.97
 
 
+@pytest.mark.parametrize("padding_hu", [-2048.0, -1024.0])
+def test_lungs_cut_by_the_scan_circle_are_kept(padding_hu):
+    spacing = (3.0, 3.0, 3.0)
+    # A scan circle of 130 mm cuts 3 % of the lungs; outside it lies the scanner's fill,
+    # below the air floor (-2048) or at a value air takes too (-1024).
+    phantom = anatomical_phantom(spacing, scan_circle_mm=130.0, padding_hu=padding_hu, seed=2)
+    truth = phantom.truth
+    assert (truth["lung"] & truth["padding"]).any()
+    result = segment_lungs(phantom.volume, spacing, SETTINGS)
+    assert dice(result.mask, truth["lung"] & ~truth["padding"]) >= 0.98
+    assert dice(result.sides == RIGHT, truth["right_lung"] & ~truth["padding"]) >= 0.97
+    assert dice(result.sides == LEFT, truth["left_lung"] & ~truth["padding"]) >= 0.97
+
+
 @pytest.fixture(scope="module")
 def small():
     spacing = (3.0, 3.0, 3.0)
