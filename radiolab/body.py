@@ -29,7 +29,7 @@ def grid_steps(spacing, grid_mm: float) -> tuple[int, int, int]:
 
 
 def envelope(volume: np.ndarray, spacing, *, body_hu: float, padding_hu: float, grid_mm: float,
-             min_tissue_cm2: float = 1.0) -> tuple[np.ndarray, tuple[int, int, int]]:
+             min_tissue_cm2: float = 1.0, min_body_share: float = 0.1) -> tuple[np.ndarray, tuple[int, int, int]]:
     """Body envelope on the strided grid.
 
     Parameters
@@ -46,6 +46,9 @@ def envelope(volume: np.ndarray, spacing, *, body_hu: float, padding_hu: float, 
         Grid step, in mm.
     min_tissue_cm2 : float
         Tissue specks smaller than this per slice (noise, cables) do not shape the hull.
+    min_body_share : float
+        Nor do tissue pieces smaller than this share of the slice's largest piece (the
+        scanner table under the patient, an arm).
 
     Returns
     -------
@@ -69,7 +72,9 @@ def envelope(volume: np.ndarray, spacing, *, body_hu: float, padding_hu: float, 
         sizes = np.bincount(labels.ravel(), minlength=count + 1)
         sizes[0] = 0
         kept = sizes[labels] >= min_pixels
-        points = np.argwhere(kept).astype(float)
+        # The hull is the patient's: a piece much smaller than the largest (the table, a
+        # cable, an arm's cross-section) does not widen it.
+        points = np.argwhere(sizes[labels] >= max(min_pixels, min_body_share * sizes.max())).astype(float)
         if len(points) < 3:
             continue
         inside[k] = _convex_fill(points, rows, cols) | kept

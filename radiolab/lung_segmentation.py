@@ -26,8 +26,9 @@ Steps (in patient coordinates, on the canonical view of `radiolab.orientation`):
    consolidation falling out of the mask. The outer layer's partial-volume voxels go
    (``surface_hu``). Prevents: a rim of chest wall around every lung.
 
-Volumes of at most ``thin_max_slices`` slices go through the same steps slice by slice
-in 2-D (no airway trace).
+Volumes of at most ``thin_max_slices`` slices go through the same steps with every mask
+operation slice by slice in 2-D (no airway trace); which islands are lung is judged on
+the islands connected across the slab's slices, with one midline for the slab.
 """
 
 from __future__ import annotations
@@ -96,16 +97,15 @@ def segment_lungs(volume: np.ndarray, spacing, settings, *, direction=IDENTITY_D
     notes: list[str] = []
     rejected = {"outside air": 0, "gut gas": 0, "air without vessels": 0, "air on the midline": 0}
     if canonical.shape[0] <= tuning.thin_max_slices:
-        mask = np.zeros(canonical.shape, dtype=bool)
-        sides = np.zeros(canonical.shape, dtype=np.uint8)
-        for k in range(canonical.shape[0]):
-            result = _segment(canonical[k:k + 1], canon_spacing, settings, planar=True,
-                              notes=notes, rejected=rejected)
-            if result is not None:
-                mask[k], sides[k] = result[0][0], result[1][0]
+        # The masks are made slice by slice; which islands are lung is decided on the
+        # slab's islands, connected across its slices (an apex holds few vessels in one
+        # slice), with one spine midline for all slices.
+        result = _segment(canonical, canon_spacing, settings, planar=True, notes=notes, rejected=rejected)
+        found = result is not None
+        if found:
+            mask, sides, _ = result
         airways = None
         notes.append(f"thin volume ({canonical.shape[0]} slices): segmented slice by slice in 2-D")
-        found = bool(mask.any())
     else:
         result = _segment(canonical, canon_spacing, settings, planar=False, notes=notes, rejected=rejected)
         found = result is not None
@@ -131,7 +131,7 @@ def segment_lungs(volume: np.ndarray, spacing, settings, *, direction=IDENTITY_D
 
 
 def _segment(volume, spacing, settings, *, planar, notes, rejected):
-    """Steps 1-6 on a canonical volume (one slice when ``planar``); None if no lung."""
+    """Steps 1-6 on a canonical volume (masks slice by slice when ``planar``); None if no lung."""
     import cc3d
 
     from radiolab._bitmorph import BelowThreshold
@@ -377,13 +377,22 @@ def _split(lungs, spacing, midline_index, min_share, planar):
     """Sides of the lung islands (box coordinates); one lung goes by the midline."""
     midline_mm = midline_index * spacing[2]
     if planar:
-        # Three copies far apart in z: the 3-D erosion then acts in-plane only.
-        stack = np.repeat(lungs, 3, axis=0)
-        sides = split_sides(stack, (_UNCOUPLED_MM,) + tuple(spacing[1:]), min_share=min_share,
-                            midline_mm=midline_mm)[1:2]
-    else:
-        sides = split_sides(lungs, spacing, min_share=min_share, midline_mm=midline_mm)
-    # Two seeds on the same side of the midline are one lung split in two.
+        # Slice by slice, each as three copies far apart in z: the 3-D erosion then acts
+        # in-plane only.
+        sides = np.zeros(lungs.shape, dtype=np.uint8)
+        for k in range(lungs.shape[0]):
+            if lungs[k].any():
+                stack = np.repeat(lungs[k:k + 1], 3, axis=0)
+                sides[k] = _same_side_merged(
+                    split_sides(stack, (_UNCOUPLED_MM,) + tuple(spacing[1:]), min_share=min_share,
+                                midline_mm=midline_mm)[1:2], lungs[k:k + 1], midline_index)[0]
+        return sides
+    sides = split_sides(lungs, spacing, min_share=min_share, midline_mm=midline_mm)
+    return _same_side_merged(sides, lungs, midline_index)
+
+
+def _same_side_merged(sides, lungs, midline_index):
+    """Two seeds on the same side of the midline are one lung split in two."""
     centres = {}
     for side in (RIGHT, LEFT):
         centre = _mean_column(sides == side)

@@ -167,6 +167,22 @@ def test_whole_chest_cut_by_the_scan_circle_keeps_both_lungs(whole_chest, fill_h
         assert dice(kept.sides == side, (result.sides == side) & ~outside[None]) >= 0.99
 
 
+@pytest.mark.parametrize("first", [0, 20, 40])
+def test_thin_slabs_of_the_whole_chest_agree_with_the_whole_scan(whole_chest, first):
+    image, volume, result = whole_chest
+    # Ten slices (70 mm) of the lung bases, the hilum and the apices go through the thin
+    # path (masks slice by slice, islands judged across the slab). Each side must agree
+    # with the whole scan's 3-D mask. Measured: 0.992/0.977, 0.999/0.997, 0.958/0.997;
+    # before, an apex slice's lung was taken for gut gas, the air between back and table
+    # for lung, and one slice's spine midline put both lungs on one side (0.70/0.64 at
+    # the apices, 0.96/0.94 at the hilum).
+    slab = slice(first, first + 10)
+    thin = segment(image, volume[slab])
+    assert any("2-D" in note for note in thin.notes)
+    for side in (RIGHT, LEFT):
+        assert dice(thin.sides == side, result.sides[slab] == side) >= 0.95
+
+
 def test_whole_chest_gut_gas_is_rejected(whole_chest):
     image, volume, result = whole_chest
     # The lowest slices (upper abdomen) hold colon gas (below -900 HU, anterior) and no lung:
