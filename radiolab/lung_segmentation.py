@@ -234,7 +234,17 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
         return None
     lungs = _lookup(keep, labels)
     del labels
-    sides_box = _split(lungs, spacing, midline - box[2].start, tuning.side_min_share, planar)
+    lone_midline = midline
+    if spine is None and airways is None and body.cut_at_the_sides(
+            inside, steps, np.flatnonzero(lungs.any(axis=(1, 2))) + box[0].start):
+        # Neither spine nor trachea, and a body cut at the sides: the envelope's centre is
+        # the crop's. A single lung then goes by its own form: its medial surface (hilum,
+        # heart) is concave, its costal surface convex.
+        towards_left = _medial_towards_left(lungs)
+        if towards_left is not None:
+            lone_midline = float(volume.shape[2] if towards_left else -1)
+    sides_box = _split(lungs, spacing, midline - box[2].start, tuning.side_min_share, planar,
+                       lone_midline - box[2].start)
     if tuning.midline_air_mm is not None and _on_the_midline(sides_box, box, centres, inside, steps, spacing,
                                                              tuning.midline_air_mm):
         rejected["air on the midline"] += 1
@@ -373,9 +383,10 @@ def _mean_column(mask: np.ndarray) -> float | None:
     return int(np.dot(counts.astype(np.int64), np.arange(counts.size, dtype=np.int64))) / total
 
 
-def _split(lungs, spacing, midline_index, min_share, planar):
-    """Sides of the lung islands (box coordinates); one lung goes by the midline."""
-    midline_mm = midline_index * spacing[2]
+def _split(lungs, spacing, midline_index, min_share, planar, lone_index):
+    """Sides of the lung islands (box coordinates). Two seeds on the same side of
+    ``midline_index`` are one lung; a single lung goes by ``lone_index``."""
+    lone_mm = lone_index * spacing[2]
     if planar:
         # Slice by slice, each as three copies far apart in z: the 3-D erosion then acts
         # in-plane only.
@@ -385,14 +396,33 @@ def _split(lungs, spacing, midline_index, min_share, planar):
                 stack = np.repeat(lungs[k:k + 1], 3, axis=0)
                 sides[k] = _same_side_merged(
                     split_sides(stack, (_UNCOUPLED_MM,) + tuple(spacing[1:]), min_share=min_share,
-                                midline_mm=midline_mm)[1:2], lungs[k:k + 1], midline_index)[0]
+                                midline_mm=lone_mm)[1:2], lungs[k:k + 1], midline_index, lone_index)[0]
         return sides
-    sides = split_sides(lungs, spacing, min_share=min_share, midline_mm=midline_mm)
-    return _same_side_merged(sides, lungs, midline_index)
+    sides = split_sides(lungs, spacing, min_share=min_share, midline_mm=lone_mm)
+    return _same_side_merged(sides, lungs, midline_index, lone_index)
 
 
-def _same_side_merged(sides, lungs, midline_index):
-    """Two seeds on the same side of the midline are one lung split in two."""
+def _medial_towards_left(lungs: np.ndarray) -> bool | None:
+    """Whether the lung mask's concave (medial) side faces the patient's left (axis 2
+    growing): the part of each slice's convex hull that the mask leaves out lies on that
+    side of the mask's centroid. None for a convex mask."""
+    hollow_sum = hollow_count = 0
+    for k in np.flatnonzero(lungs.any(axis=(1, 2))):
+        plane = lungs[k]
+        lo, hi = pleura._hull_rows(plane)
+        cols = np.arange(plane.shape[1])
+        hollow = (cols[None, :] >= lo[:, None]) & (cols[None, :] <= hi[:, None]) & ~plane
+        counts = np.count_nonzero(hollow, axis=0)
+        hollow_sum += int(np.dot(counts, cols))
+        hollow_count += int(counts.sum())
+    if hollow_count == 0:
+        return None
+    return hollow_sum / hollow_count > _mean_column(lungs)
+
+
+def _same_side_merged(sides, lungs, midline_index, lone_index):
+    """Two seeds on the same side of the midline are one lung split in two; it goes to
+    the side of ``lone_index`` its centroid lies on."""
     centres = {}
     for side in (RIGHT, LEFT):
         centre = _mean_column(sides == side)
@@ -400,5 +430,5 @@ def _same_side_merged(sides, lungs, midline_index):
             centres[side] = centre
     if len(centres) == 2 and (centres[RIGHT] - midline_index) * (centres[LEFT] - midline_index) > 0:
         whole = _mean_column(lungs)
-        sides = np.where(lungs, np.uint8(RIGHT if whole <= midline_index else LEFT), np.uint8(0))
+        sides = np.where(lungs, np.uint8(RIGHT if whole <= lone_index else LEFT), np.uint8(0))
     return sides

@@ -44,6 +44,19 @@ def test_two_slice_crop_matches_cip_per_side(real_data):
     assert any("2-D" in note for note in result.notes)
 
 
+@pytest.mark.parametrize("columns, side, label", [(slice(0, 200), RIGHT, 2), (slice(220, None), LEFT, 3)])
+def test_two_slice_crop_cut_to_one_lung_keeps_its_side(real_data, columns, side, label):
+    image, volume = read(real_data("cip/crop_ct_2slices.nrrd"))
+    _, reference = read(real_data("cip/crop_ct_2slices_dcnnLungSegmentationLabelmap.nrrd"))
+    # One lung, no spine, the body cut at both sides: the crop's centre says nothing.
+    # The side comes from the lung's form (medial surface concave). Before: the right
+    # lung of the first crop was called left.
+    result = segment(image, volume[:, :, columns].copy())
+    other = LEFT if side == RIGHT else RIGHT
+    assert not (result.sides == other).any()
+    assert dice(result.sides == side, reference[:, :, columns] == label) >= 0.95
+
+
 def test_lungmask_slice_areas_match_r231(real_data):
     files = sorted(real_data("lungmask/lungmask").glob("*.dcm"))
     datasets = [pydicom.dcmread(f) for f in files]
@@ -181,6 +194,16 @@ def test_thin_slabs_of_the_whole_chest_agree_with_the_whole_scan(whole_chest, fi
     assert any("2-D" in note for note in thin.notes)
     for side in (RIGHT, LEFT):
         assert dice(thin.sides == side, result.sides[slab] == side) >= 0.95
+
+
+@pytest.mark.parametrize("columns, side", [(slice(0, 31), RIGHT), (slice(35, None), LEFT)])
+def test_whole_chest_cut_to_one_lung_keeps_its_side(whole_chest, columns, side):
+    image, volume, result = whole_chest
+    # The identity direction: low columns hold the patient's right. Neither crop shows
+    # the spine's midline column band whole; before, the left lung was called right.
+    cut = segment(image, volume[:, :, columns].copy())
+    assert np.count_nonzero(cut.sides == side) > 1e4
+    assert not (cut.sides == (LEFT if side == RIGHT else RIGHT)).any()
 
 
 def test_whole_chest_gut_gas_is_rejected(whole_chest):
