@@ -257,9 +257,6 @@ def touches_fill(island: np.ndarray, volume: np.ndarray, box, circle: np.ndarray
     mask = np.zeros(fill.shape, dtype=bool)
     offset = [b.start - g.start for b, g in zip(box[1:], grown[1:])]
     mask[:, offset[0]:offset[0] + island.shape[1], offset[1]:offset[1] + island.shape[2]] = island
-    near = np.zeros_like(mask)
-    near[:, 1:] |= mask[:, :-1]
-    near[:, :-1] |= mask[:, 1:]
-    near[:, :, 1:] |= mask[:, :, :-1]
-    near[:, :, :-1] |= mask[:, :, 1:]
-    return bool((near & fill).any())
+    cross = np.zeros((3, 3, 3), dtype=bool)
+    cross[1] = ndimage.generate_binary_structure(2, 1)  # in-plane face neighbours
+    return bool((ndimage.binary_dilation(mask, cross) & fill).any())
