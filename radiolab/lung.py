@@ -218,11 +218,23 @@ def lung_mask(
         raise NoLungError(
             "no lung found: no island of air-like voxels (HU < "
             f"{settings.threshold_hu:g}) of at least {_island_text(settings)} lies inside the body"
+            + units_hint(volume, settings.threshold_hu)
         )
     mask = islands
     for radius in settings.closing_radii:
         mask = _closing(mask, spacing, radius, settings, backend)
     return mask
+
+
+def units_hint(volume: np.ndarray, threshold_hu: float) -> str:
+    """A hint for a volume with no value below the threshold: it may not be in HU."""
+    lowest = float(np.min(volume)) if volume.size else 0.0
+    if lowest < threshold_hu:
+        return ""
+    # Air is near -1000 HU in any chest CT; stored values without their rescale
+    # (unsigned, air near 0) are the usual cause.
+    return (f"; no voxel lies below {threshold_hu:g} HU (the lowest is {lowest:g}): the values may not be in HU "
+            "(stored values without their rescale slope and intercept put air near 0, not -1000)")
 
 
 def _island_text(settings: LungMaskSettings) -> str:

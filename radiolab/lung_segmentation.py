@@ -112,12 +112,15 @@ def segment_lungs(volume: np.ndarray, spacing, settings, *, direction=IDENTITY_D
         if found:
             mask, sides, airways = result
     if not found:
+        from radiolab.lung import units_hint
+
         why = ", ".join(f"{n} rejected as {what}" for what, n in rejected.items() if n)
         size = (f"{tuning.min_area_cm2:g} cm² per slice" if canonical.shape[0] <= tuning.thin_max_slices
                 else f"{settings.min_island:g} mL")
         raise NoLungError(
             f"no lung found: no island of air-like voxels (HU < {settings.threshold_hu:g}) of at least "
-            f"{size} lies inside the body with lung content" + (f" ({why})" if why else ""))
+            f"{size} lies inside the body with lung content" + (f" ({why})" if why else "")
+            + units_hint(volume, settings.threshold_hu))
     for what, n in rejected.items():
         if n:
             notes.append(f"{n} air island(s) rejected as {what}")

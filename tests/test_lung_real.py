@@ -109,6 +109,16 @@ def test_upper_abdomen_without_lung_is_no_lung(real_data):
     assert "1 rejected as air without vessels" in str(error.value)
 
 
+@pytest.mark.parametrize("preset", ["default", "zaffino2021"])
+def test_stored_values_without_rescale_are_named_in_the_error(real_data, preset):
+    image, volume = read(real_data("cip/TestInput.nrrd"))
+    # The same chest as stored without its rescale intercept of -1024: air near 0.
+    stored = np.clip(volume.astype(np.int32) + 1024, 0, None).astype(np.uint16)
+    with pytest.raises(NoLungError, match="may not be in HU") as error:
+        lung_mask(stored, image.GetSpacing()[::-1], preset=preset, direction=image.GetDirection())
+    assert "the lowest is 0" in str(error.value)
+
+
 @pytest.fixture(scope="module")
 def whole_chest(real_data):
     image, volume = read(real_data("cip/TestInput.nrrd"))
