@@ -58,6 +58,13 @@ class ChestTuning:
         Gut gas has fewer than this share of vessel voxels inside it.
     gas_margin_mm : float
         Rim left out when the inside of an island is measured, in mm.
+    gas_mixed_median_hu : float
+        An island below a larger lung island whose median HU lies above this is gas
+        mixed with bowel content (lung lies near -850 HU), in HU; so is one of that
+        median under ``gas_mixed_max_share`` of the largest lung island that lies wholly
+        in the lower half of the lungs' height.
+    gas_mixed_max_share : float
+        See ``gas_mixed_median_hu``.
     air_max_vessel_fraction : float
         An air island whose inside holds fewer than this share of vessel voxels is not
         lung, pure air or not (the air inside a hollow table); lungs hold 1.6 % or more.
@@ -107,6 +114,8 @@ class ChestTuning:
     gas_vessel_hu: float = -750.0
     gas_max_vessel_fraction: float = 0.01
     gas_margin_mm: float = 3.0
+    gas_mixed_median_hu: float = -650.0
+    gas_mixed_max_share: float = 0.1
     air_max_vessel_fraction: float = 0.001
     air_min_inside_voxels: int = 1000
     midline_air_mm: float | None = 25.0

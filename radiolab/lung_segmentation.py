@@ -194,7 +194,7 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
     del air
     stats = cc3d.statistics(labels, no_slice_conversion=True)
     keep = np.zeros(count + 1, dtype=bool)
-    pure = {}
+    gas_like = {}
     for index in np.flatnonzero(stats["voxel_counts"] >= min_voxels):
         if index == 0:
             continue
@@ -220,17 +220,25 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
             rejected["outside air"] += 1
             continue
         keep[index] = True
-        if content.air_fraction >= tuning.gas_min_air_fraction:
-            pure[index] = island_box
+        mixed = content.median_hu > tuning.gas_mixed_median_hu
+        if content.air_fraction >= tuning.gas_min_air_fraction or mixed:
+            gas_like[index] = (island_box, mixed)
     if not planar:
         sizes = stats["voxel_counts"]
-        for index, island_box in pure.items():
+        boxes = stats["bounding_boxes"]
+        for index, (island_box, mixed) in gas_like.items():
             larger = [j for j in np.flatnonzero(keep) if sizes[j] > sizes[index]]
             if not larger:
                 continue
             column_box = (slice(None),) + island_box[1:]
             island = labels[column_box] == index
             if gut_gas.lies_below(island, np.isin(labels[column_box], larger)):
+                keep[index] = False
+                rejected["gut gas"] += 1
+            elif mixed and gut_gas.small_and_low(
+                    int(sizes[index]), int(boxes[index][1]), [int(sizes[j]) for j in larger],
+                    [(int(boxes[j][0]), int(boxes[j][1])) for j in larger], max_share=tuning.gas_mixed_max_share):
+                # Bowel content beside the lung bases (under the heart, in front of them).
                 keep[index] = False
                 rejected["gut gas"] += 1
     if not keep.any():

@@ -140,6 +140,27 @@ def test_gut_gas_is_told_from_emphysematous_lung_by_its_vessels():
     assert is_gut_gas(gas_content, **rule) and not is_gut_gas(lung_content, **rule)
 
 
+def test_median_of_an_island_is_that_of_its_voxels_on_the_grid():
+    from radiolab.gut_gas import island_content
+
+    rng = np.random.default_rng(2)
+    values = rng.normal(-500, 200, (20, 20, 20))
+    island = rng.random(values.shape) < 0.5
+    # On a 1.5 mm grid, 1 mm voxels are all measured (step 1).
+    content = island_content(values, island, (1.0, 1.0, 1.0), air_hu=-950, vessel_hu=-750, margin_mm=3.0)
+    assert content.median_hu == pytest.approx(np.median(values[island]))
+
+
+@pytest.mark.parametrize("size, top, expected", [(50, 40, True), (50, 60, False), (200, 40, False)])
+def test_small_and_low_islands(size, top, expected):
+    from radiolab.gut_gas import small_and_low
+
+    # Lungs of 1000 and 900 voxels over slices 10-110 (middle: slice 60); 10 % of the
+    # largest is 100 voxels.
+    lungs = dict(lung_sizes=[1000, 900], lung_spans=[(10, 110), (20, 100)])
+    assert small_and_low(size, top, **lungs, max_share=0.1) is expected
+
+
 def test_padding_below_scanner_minimum_is_outside(phantom):
     # The scan circle: padding of -3024 HU around a body; the lungs are still found and
     # nothing of the padding is lung.
