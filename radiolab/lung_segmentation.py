@@ -89,7 +89,12 @@ def segment_lungs(volume: np.ndarray, spacing, settings, *, direction=IDENTITY_D
     ------
     NoLungError
         If no island passes the rules (the message says how many were rejected why).
+    ValueError
+        If ``settings`` has no chest tuning (the paper preset: use `radiolab.lung.lung_mask`).
     """
+    if settings.chest is None:
+        raise ValueError("segment_lungs needs settings with chest tuning (the 'default' preset); the "
+                         "paper preset has no sides or airways: use radiolab.lung.lung_mask for it")
     orient = reorientation(direction)
     canonical = orient.to_canonical(volume)
     canon_spacing = orient.spacing(spacing)

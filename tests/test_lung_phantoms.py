@@ -219,3 +219,9 @@ def test_single_air_body_on_the_midline_is_not_a_lung():
     volume, blob = with_air_at(80.0)
     result = segment_lungs(volume, spacing, SETTINGS)
     assert dice(result.mask, blob) > 0.8
+
+
+def test_segment_lungs_refuses_the_paper_preset_by_name():
+    phantom = anatomical_phantom((6.0, 6.0, 6.0), seed=1)
+    with pytest.raises(ValueError, match="chest tuning"):
+        segment_lungs(phantom.volume, (6.0, 6.0, 6.0), settings_for("zaffino2021"))

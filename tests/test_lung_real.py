@@ -1,8 +1,8 @@
 """The default preset's lung mask on real CT against peer tools' published masks.
 
 References: CIP's deep-learning lung mask, lungmask's R231 areas (its own test),
-TotalSegmentator's heart mask. Every scan is read with SimpleITK or pydicom, not with
-radiolab's reader, so that these tests check the mask alone.
+TotalSegmentator's heart mask, dcmqi's liver label. Every scan is read with SimpleITK or
+pydicom, not with radiolab's reader, so that these tests check the mask alone.
 """
 
 from __future__ import annotations
@@ -83,6 +83,23 @@ def test_cropped_chest_keeps_lungs_and_leaves_the_heart_out(real_data):
     assert heart.sum() > 1000
     # Measured: 0.19 % of the heart inside the lung mask.
     assert np.count_nonzero(heart & result.mask) <= 0.02 * np.count_nonzero(heart)
+
+
+def test_lung_bases_over_the_liver_dome_keep_the_liver_out(real_data):
+    # Three 1 mm slices of the lung bases, the liver dome between them (dcmqi's example).
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(real_data("dcmqi/ct-3slice"))))
+    image = reader.Execute()
+    result = segment(image, sitk.GetArrayFromImage(image))
+    voxel_ml = np.prod(image.GetSpacing()) / 1000
+    for side in (RIGHT, LEFT):
+        assert np.count_nonzero(result.sides == side) * voxel_ml > 15  # measured 24.6 and 24.6 mL
+    liver = sitk.GetArrayFromImage(sitk.Resample(sitk.ReadImage(str(real_data("dcmqi/liver_seg.nrrd"))), image,
+                                                 sitk.Transform(), sitk.sitkNearestNeighbor, 0)) > 0
+    assert liver.sum() > 100_000
+    # Measured: 0.66 % of the mask in dcmqi's liver label, all of it partial-volume rim
+    # (-670 to -155 HU).
+    assert np.count_nonzero(liver & result.mask) <= 0.01 * np.count_nonzero(result.mask)
 
 
 def test_head_ct_is_no_lung(real_data):
