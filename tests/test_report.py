@@ -139,6 +139,23 @@ def test_qc_figure_keeps_physical_proportions():
         assert (box.width * width_in) / (box.height * height_in) == pytest.approx(w_mm / h_mm, rel=0.01)
 
 
+@pytest.mark.parametrize("n_slices, shown", [(2, [1, 2]), (8, [1, 5, 8])])
+def test_qc_figure_of_a_thin_slab_shows_axial_slices_only(n_slices, shown):
+    shape, spacing = (n_slices, 40, 30), (0.5, 1.0, 2.0)
+    labels = np.zeros(shape, dtype=np.uint8)
+    labels[:, 10:30, 5:25] = 2
+    labels[-1, 5:35, 2:28] = 2
+    if n_slices > 2:
+        labels[4, 5:38, 1:29] = 2  # slice 5 (of 8) holds the most lung
+    volume = np.where(labels > 0, -850, 40).astype(np.int16)
+    fig = qc_figure(volume, labels, spacing, title="slab")
+    names = [t.get_text() for ax in fig.axes for t in ax.texts if "=" in t.get_text()]
+    assert names == [f"axial  z = {k}/{n_slices}" for k in shown]
+    for ax in fig.axes:  # each panel is x by y at physical size
+        assert abs(ax.get_xlim()[1] - ax.get_xlim()[0]) == pytest.approx(shape[2] * spacing[2])
+        assert abs(ax.get_ylim()[1] - ax.get_ylim()[0]) == pytest.approx(shape[1] * spacing[1])
+
+
 def test_qc_zone_diagram_colours_each_zone_by_score(cohort):
     from radiolab.report.qc import SCORE_COLOURS, figure_png, recorded_zones
     from radiolab.zones import ZONE_NAMES

@@ -1,7 +1,8 @@
 """Per-scan quality-control images: ``<id>_qc.png``.
 
 Each image shows an axial, a coronal and a sagittal slice, each through the plane with
-the most lung in it, of the CT in lung window (width 1500 HU, level -600 HU, so -1350 HU
+the most lung in it (a thin slab, less high than 15 % of its width, shows axial slices
+only: up to three, its first, fullest and last), of the CT in lung window (width 1500 HU, level -600 HU, so -1350 HU
 is black and +150 HU white), with the five tissue classes overlaid in the colours that
 3D Slicer shows for radiolab label maps (`radiolab.io.TISSUE_SEGMENTS`), the lung-mask
 contour, a legend with each class's share and volume, and the scan's lung volume and
@@ -160,6 +161,33 @@ def _views(volume, labels, mask, spacing, slices):
     ]
 
 
+# A volume whose height is under this share of its width gets axial panels only: its
+# coronal and sagittal slices would be strips a few pixels high.
+THIN_HEIGHT_RATIO = 0.15
+MAX_THIN_PANELS = 3
+
+
+def is_thin(shape, spacing) -> bool:
+    """Whether a (z, y, x) volume is too flat for coronal and sagittal panels."""
+    height_mm = shape[0] * spacing[0]
+    return height_mm < THIN_HEIGHT_RATIO * min(shape[1] * spacing[1], shape[2] * spacing[2])
+
+
+def thin_slices(mask: np.ndarray) -> list[int]:
+    """Axial slices shown for a thin volume: all of them up to three, else first, fullest, last."""
+    n = mask.shape[0]
+    if n <= MAX_THIN_PANELS:
+        return list(range(n))
+    fullest = best_slices(mask)[0]
+    return sorted({0, min(max(fullest, 1), n - 2), n - 1})
+
+
+def _axial_views(volume, labels, mask, spacing, indices):
+    """Axial panels at ``indices`` in the layout of `_views`."""
+    _, sy, sx = spacing
+    return [("axial", volume[z], labels[z], mask[z], (sy, sx), z, "z") for z in indices]
+
+
 def _panel_size(height_mm: float, width_mm: float, height_in: float, max_ratio: float = 2.2):
     """(width, height) in inches of a panel at most ``height_in`` high and ``max_ratio`` as wide."""
     width_in = height_in * width_mm / height_mm
@@ -255,8 +283,10 @@ def qc_figure(
     flips, aligned = canonical_flips(direction if direction is not None else np.eye(3).ravel())
     flip_index = tuple(slice(None, None, -1) if f else slice(None) for f in flips)
     volume, labels, mask = volume[flip_index], labels[flip_index], mask[flip_index]
-    slices = best_slices(mask)
-    panels = _views(volume, labels, mask, spacing, slices)
+    if is_thin(volume.shape, spacing):
+        panels = _axial_views(volume, labels, mask, spacing, thin_slices(mask))
+    else:
+        panels = _views(volume, labels, mask, spacing, best_slices(mask))
 
     # Layout in inches: panels at most panel_height_in high, widths in physical proportion.
     sizes = [_panel_size(img.shape[0] * px[0], img.shape[1] * px[1], panel_height_in)
