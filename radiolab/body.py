@@ -12,6 +12,12 @@ but is a mixture of air and tissue around -850 HU. A lung
 cut by the crop lies within the hull of the chest wall around it; the air around the
 patient, between the arms and under the table does not.
 
+Noise, or partial volume where a field of view cuts a thin chest wall, can join a lung
+to the air around the patient through a path of air-like voxels. The joined island is
+mostly outside, so the lung would go with it: `leaky_islands` marks outside-air islands
+whose part inside the envelope is large and lung-like (median above -950 HU), and
+`cut_free` opens them with a ball of ``leak_opening_mm`` to cut the lung free.
+
 The envelope is computed on a grid of about ``grid_mm`` (every n-th voxel), which is
 enough to measure those fractions and keeps the step cheap.
 """
@@ -111,6 +117,72 @@ def outside_share(labels: np.ndarray, count: int, inside: np.ndarray, steps, vol
         below = volume[::steps[0], ::steps[1], ::steps[2]] < air_hu
         np.divide(np.bincount(sampled[below], minlength=count + 1), total, out=pure, where=total > 0)
     return share, pure
+
+
+def leaky_islands(labels: np.ndarray, count: int, outside: np.ndarray, inside: np.ndarray, steps,
+                  volume: np.ndarray, *, min_voxels: float, air_hu: float) -> np.ndarray:
+    """Outside-air islands that hold a lung joined to them through the body wall.
+
+    Noise, or partial volume where a coarse field of view cuts a thin chest wall, can
+    open a path of air-like voxels from a lung to the air around the patient: the two
+    then form one island, mostly outside. Such an island is marked when its part inside
+    the envelope holds at least ``min_voxels`` voxels and is lung-like (its median lies
+    above ``air_hu``); air between the arms and the torso, inside the hull, is pure
+    air. `cut_free` then looks for the lung in it.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Island labels 0..count (0: not air), canonical order.
+    outside : numpy.ndarray
+        Per label, whether it was taken as outside air.
+    inside, steps
+        The body envelope on its grid (`envelope`).
+    volume : numpy.ndarray
+        CT in HU.
+    min_voxels : float
+        The smallest lung, in voxels of ``volume``.
+    air_hu : float
+        Pure air lies below this, in HU.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean per label 0..count.
+    """
+    sampled = labels[::steps[0], ::steps[1], ::steps[2]][inside]
+    values = volume[::steps[0], ::steps[1], ::steps[2]][inside]
+    in_count = np.bincount(sampled, minlength=count + 1).astype(float)
+    in_air = np.bincount(sampled[values < air_hu], minlength=count + 1).astype(float)
+    large = in_count * float(np.prod(steps)) >= min_voxels
+    lung_like = in_air < 0.5 * in_count
+    found = np.asarray(outside, dtype=bool) & large & lung_like
+    found[0] = False
+    return found
+
+
+def cut_free(island: np.ndarray, inside: np.ndarray, steps, spacing, *, radius_mm: float,
+             outside_fraction: float) -> np.ndarray:
+    """The pieces of an outside-air island that a thin path through the body wall joined to it.
+
+    The island is opened by a ball of ``radius_mm``, which cuts paths narrower than the
+    ball; of the pieces left, those with at most ``outside_fraction`` of their sampled
+    voxels outside the envelope lie inside the body. Air that meets the outside broadly
+    (between a head holder and the head, through the nostrils) stays one piece with it.
+    """
+    import cc3d
+
+    from radiolab import _bitmorph
+
+    opened = _bitmorph.opening(island, _bitmorph.ball_element(radius_mm, spacing), threads=1)
+    pieces, count = cc3d.connected_components(opened, connectivity=6, return_N=True)
+    if count == 0:
+        return opened
+    share, _ = outside_share(pieces, count, inside, steps)
+    freed = (share <= outside_fraction) & (np.bincount(pieces[::steps[0], ::steps[1], ::steps[2]].ravel(),
+                                                        minlength=count + 1) > 0)
+    freed[0] = False
+    return freed[pieces]
 
 
 def midline_index(inside: np.ndarray, steps) -> float:

@@ -30,6 +30,10 @@ class ChestTuning:
     outside_fraction : float
         An air island with more than this share of its voxels outside the envelope is
         outside air.
+    leak_opening_mm : float
+        Radius of the opening (at least one in-plane voxel) that cuts a lung free of
+        outside air it joins through the body wall (noise, a thin wall at a cut field
+        of view), in mm; see `radiolab.body.leaky_islands`.
     thin_max_slices : int
         Volumes of at most this many slices are segmented slice by slice in 2-D.
     min_area_cm2 : float
@@ -100,6 +104,7 @@ class ChestTuning:
     air_floor_hu: float = -1500.0
     body_grid_mm: float = 4.0
     outside_fraction: float = 0.5
+    leak_opening_mm: float = 3.0
     thin_max_slices: int = 10
     min_area_cm2: float = 5.0
     airway_min_area_cm2: float = 0.5

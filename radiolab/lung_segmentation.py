@@ -34,6 +34,7 @@ the islands connected across the slab's slices, with one midline for the slab.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -178,6 +179,16 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
     candidate_sizes = _voxel_counts(labels, count)
     rejected["outside air"] += int(np.count_nonzero(~in_body[1:] & (candidate_sizes[1:] >= min_voxels)))
     air = _lookup(in_body, labels)
+    leaky = body.leaky_islands(labels, count, ~in_body, inside, steps, volume, min_voxels=min_voxels,
+                               air_hu=tuning.gas_air_hu)
+    from_outside = None
+    if leaky.any():
+        # A lung joined to the outside air through the body wall: cut free by an opening,
+        # it is judged as any island.
+        radius = max(tuning.leak_opening_mm, max(spacing[1:]))
+        from_outside = body.cut_free(_lookup(leaky, labels), inside, steps, work_spacing, radius_mm=radius,
+                                     outside_fraction=tuning.outside_fraction)
+        air |= from_outside
     del labels
     airways = None
     if not planar:
@@ -206,23 +217,26 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
         bb = stats["bounding_boxes"][index]
         island_box = tuple(slice(int(bb[2 * a]), int(bb[2 * a + 1]) + 1) for a in range(3))
         full_box = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(box, island_box))
-        content = gut_gas.island_content(volume[full_box], labels[island_box] == index, spacing,
+        island = labels[island_box] == index
+        # Pieces of an outside-air island are outside air, counted with it, unless lung.
+        counted = rejected if from_outside is None or not from_outside[full_box][island].any() else Counter()
+        content = gut_gas.island_content(volume[full_box], island, spacing,
                                          air_hu=tuning.gas_air_hu, vessel_hu=tuning.gas_vessel_hu,
                                          margin_mm=tuning.gas_margin_mm)
         if gut_gas.is_gut_gas(content, min_air_fraction=tuning.gas_min_air_fraction,
                               max_vessel_fraction=tuning.gas_max_vessel_fraction):
-            rejected["gut gas"] += 1
+            counted["gut gas"] += 1
             continue
         if gut_gas.holds_no_vessels(content, max_vessel_fraction=tuning.air_max_vessel_fraction,
                                     min_inside_voxels=tuning.air_min_inside_voxels):
-            rejected["air without vessels"] += 1
+            counted["air without vessels"] += 1
             continue
         if (content.inside_voxels < tuning.air_min_inside_voxels
                 or content.vessel_fraction < tuning.gas_max_vessel_fraction) and body.touches_fill(
-                    labels[island_box] == index, volume, full_box, circle, air_floor_hu=tuning.air_floor_hu):
+                    island, volume, full_box, circle, air_floor_hu=tuning.air_floor_hu):
             # Air at the scan circle's fill without vessels lies outside the patient (in
             # a hollow table); a lung that the circle cuts holds vessels.
-            rejected["outside air"] += 1
+            counted["outside air"] += 1
             continue
         keep[index] = True
         mixed = content.median_hu > tuning.gas_mixed_median_hu

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from radiolab.body import centre_offset_mm, cut_at_the_sides, scan_circle_fill
+from radiolab.body import centre_offset_mm, cut_at_the_sides, cut_free, leaky_islands, scan_circle_fill
 
 
 def test_centre_offset_is_the_mean_left_right_distance_in_mm():
@@ -51,3 +51,42 @@ def test_no_scan_circle_fill_when_the_floor_already_leaves_it_out_or_the_corners
     assert scan_circle_fill(volume, air_floor_hu=-1500.0) is None
     noisy = np.random.default_rng(4).normal(-1000.0, 40.0, (4, 48, 48)).astype(np.int16)
     assert scan_circle_fill(noisy, air_floor_hu=-1500.0) is None
+
+
+def _lung_joined_to_the_outside():
+    """A body box holding a lung (-850 HU) that a one-voxel channel joins to the air around it."""
+    inside = np.zeros((12, 30, 30), dtype=bool)
+    inside[:, 5:25, 5:25] = True
+    lung = np.zeros_like(inside)
+    lung[2:10, 9:21, 9:21] = True
+    channel = np.zeros_like(inside)
+    channel[5, 15, :9] = True
+    volume = np.full(inside.shape, 40.0)
+    volume[~inside | channel] = -1000.0
+    volume[lung] = -850.0
+    return inside, lung, channel, volume
+
+
+def test_leaky_islands_marks_outside_air_with_a_lung_in_the_body():
+    inside, lung, channel, volume = _lung_joined_to_the_outside()
+    labels = np.zeros(inside.shape, dtype=np.int32)
+    labels[~inside | lung | channel] = 1
+    # Label 2: pure air in the body (between an arm and the torso) joined to the outside.
+    labels[2:10, 22:24, 6:24] = 2
+    volume[labels == 2] = -1000.0
+    outside = np.array([False, True, True])
+    found = leaky_islands(labels, 2, outside, inside, (1, 1, 1), volume, min_voxels=100, air_hu=-950.0)
+    assert found.tolist() == [False, True, False]
+    # Too small a lung part: not marked.
+    found = leaky_islands(labels, 2, outside, inside, (1, 1, 1), volume, min_voxels=2000, air_hu=-950.0)
+    assert not found.any()
+
+
+def test_cut_free_keeps_the_lung_and_leaves_the_channel_and_the_outside():
+    inside, lung, channel, volume = _lung_joined_to_the_outside()
+    island = ~inside | lung | channel
+    freed = cut_free(island, inside, (1, 1, 1), (1.0, 1.0, 1.0), radius_mm=1.5, outside_fraction=0.5)
+    # A ball of 1.5 mm at 1 mm voxels is scipy's 18-neighbourhood; the channel and the
+    # air around the box fall away, the lung keeps what the opening leaves of it.
+    expected = ndimage.binary_opening(lung, structure=ndimage.generate_binary_structure(3, 2))
+    assert np.array_equal(freed, expected)

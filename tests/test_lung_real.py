@@ -225,6 +225,19 @@ def test_whole_chest_cut_by_the_scan_circle_keeps_both_lungs(whole_chest, fill_h
         assert dice(kept.sides == side, (result.sides == side) & ~outside[None]) >= 0.99
 
 
+@pytest.mark.parametrize("noise_hu", [80.0, 130.0])
+def test_noisy_whole_chest_keeps_both_lungs(whole_chest, noise_hu):
+    image, volume, result = whole_chest
+    # Added white noise (a low-dose scan) opens paths of air-like voxels through the
+    # thin chest wall where the field of view cuts it: each lung then joins the air
+    # around the patient. Before, both lungs were rejected as outside air (Dice 0 at
+    # 80 HU, "no lung found" at 130 HU). Measured: 0.986/0.989 and 0.982/0.985.
+    noisy = volume + np.random.default_rng(3).normal(0.0, noise_hu, volume.shape)
+    kept = segment(image, noisy)
+    for side in (RIGHT, LEFT):
+        assert dice(kept.sides == side, result.sides == side) >= 0.97
+
+
 @pytest.mark.parametrize("first", [0, 20, 40])
 def test_thin_slabs_of_the_whole_chest_agree_with_the_whole_scan(whole_chest, first):
     image, volume, result = whole_chest
