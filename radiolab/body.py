@@ -163,18 +163,26 @@ def leaky_islands(labels: np.ndarray, count: int, outside: np.ndarray, inside: n
 
 def cut_free(island: np.ndarray, inside: np.ndarray, steps, spacing, *, radius_mm: float,
              outside_fraction: float) -> np.ndarray:
-    """The pieces of an outside-air island that a thin path through the body wall joined to it.
+    """The part of an air island that a thin path through the body wall joined to outside air.
 
     The island is opened by a ball of ``radius_mm``, which cuts paths narrower than the
     ball; of the pieces left, those with at most ``outside_fraction`` of their sampled
-    voxels outside the envelope lie inside the body. Air that meets the outside broadly
-    (between a head holder and the head, through the nostrils) stays one piece with it.
+    voxels outside the envelope lie inside the body. They are grown back by the same
+    ball within the island, so that the opening does not trim the lung's own edges.
+    Air that meets the outside broadly (between a head holder and the head, through the
+    nostrils) stays one piece with it.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask: the island's voxels within ``radius_mm`` of a piece inside the body.
     """
     import cc3d
 
     from radiolab import _bitmorph
 
-    opened = _bitmorph.opening(island, _bitmorph.ball_element(radius_mm, spacing), threads=1)
+    element = _bitmorph.ball_element(radius_mm, spacing)
+    opened = _bitmorph.opening(island, element, threads=1)
     pieces, count = cc3d.connected_components(opened, connectivity=6, return_N=True)
     if count == 0:
         return opened
@@ -182,7 +190,9 @@ def cut_free(island: np.ndarray, inside: np.ndarray, steps, spacing, *, radius_m
     freed = (share <= outside_fraction) & (np.bincount(pieces[::steps[0], ::steps[1], ::steps[2]].ravel(),
                                                         minlength=count + 1) > 0)
     freed[0] = False
-    return freed[pieces]
+    width = island.shape[-1]
+    grown = _bitmorph.unpack(_bitmorph.dilate(_bitmorph.pack(freed[pieces]), element, width), width)
+    return grown & island
 
 
 def midline_index(inside: np.ndarray, steps) -> float:

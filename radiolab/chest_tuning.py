@@ -34,6 +34,9 @@ class ChestTuning:
         Radius of the opening (at least one in-plane voxel) that cuts a lung free of
         outside air it joins through the body wall (noise, a thin wall at a cut field
         of view), in mm; see `radiolab.body.leaky_islands`.
+    leak_min_outside_share : float
+        A lung island with more than this share of its voxels outside the envelope is
+        opened the same way, and loses the outside air cut off from it.
     thin_max_slices : int
         Volumes of at most this many slices are segmented slice by slice in 2-D.
     min_area_cm2 : float
@@ -105,6 +108,7 @@ class ChestTuning:
     body_grid_mm: float = 4.0
     outside_fraction: float = 0.5
     leak_opening_mm: float = 3.0
+    leak_min_outside_share: float = 0.1
     thin_max_slices: int = 10
     min_area_cm2: float = 5.0
     airway_min_area_cm2: float = 0.5

@@ -185,10 +185,21 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
     if leaky.any():
         # A lung joined to the outside air through the body wall: cut free by an opening,
         # it is judged as any island.
-        radius = max(tuning.leak_opening_mm, max(spacing[1:]))
-        from_outside = body.cut_free(_lookup(leaky, labels), inside, steps, work_spacing, radius_mm=radius,
+        from_outside = body.cut_free(_lookup(leaky, labels), inside, steps, work_spacing,
+                                     radius_mm=max(tuning.leak_opening_mm, max(spacing[1:])),
                                      outside_fraction=tuning.outside_fraction)
         air |= from_outside
+    # A lung whose island also holds outside air (under the back, joined through a wall
+    # that noise opened) keeps only the part the same opening cuts free.
+    partial = in_body & (share > tuning.leak_min_outside_share) & (candidate_sizes >= min_voxels)
+    partial[0] = False
+    for index in np.flatnonzero(partial):
+        island = labels == index
+        freed = body.cut_free(island, inside, steps, work_spacing,
+                              radius_mm=max(tuning.leak_opening_mm, max(spacing[1:])),
+                              outside_fraction=tuning.outside_fraction)
+        if np.count_nonzero(freed) >= min_voxels:
+            air &= ~island | freed
     del labels
     airways = None
     if not planar:
