@@ -16,7 +16,9 @@ Noise, or partial volume where a field of view cuts a thin chest wall, can join 
 to the air around the patient through a path of air-like voxels. The joined island is
 mostly outside, so the lung would go with it: `leaky_islands` marks outside-air islands
 whose part inside the envelope is large and lung-like (median above -950 HU), and
-`cut_free` opens them with a ball of ``leak_opening_mm`` to cut the lung free.
+`cut_free` opens them with a ball of ``leak_opening_mm`` to cut the lung free. A lung
+island that holds outside air while staying mostly inside (the air under the back) is
+cut the same way.
 
 The envelope is computed on a grid of about ``grid_mm`` (every n-th voxel), which is
 enough to measure those fractions and keeps the step cheap.

@@ -182,12 +182,12 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
     leaky = body.leaky_islands(labels, count, ~in_body, inside, steps, volume, min_voxels=min_voxels,
                                air_hu=tuning.gas_air_hu)
     from_outside = None
+    leak_radius = max(tuning.leak_opening_mm, max(spacing[1:]))
     if leaky.any():
         # A lung joined to the outside air through the body wall: cut free by an opening,
         # it is judged as any island.
         from_outside = body.cut_free(_lookup(leaky, labels), inside, steps, work_spacing,
-                                     radius_mm=max(tuning.leak_opening_mm, max(spacing[1:])),
-                                     outside_fraction=tuning.outside_fraction)
+                                     radius_mm=leak_radius, outside_fraction=tuning.outside_fraction)
         air |= from_outside
     # A lung whose island also holds outside air (under the back, joined through a wall
     # that noise opened) keeps only the part the same opening cuts free.
@@ -195,8 +195,7 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
     partial[0] = False
     for index in np.flatnonzero(partial):
         island = labels == index
-        freed = body.cut_free(island, inside, steps, work_spacing,
-                              radius_mm=max(tuning.leak_opening_mm, max(spacing[1:])),
+        freed = body.cut_free(island, inside, steps, work_spacing, radius_mm=leak_radius,
                               outside_fraction=tuning.outside_fraction)
         if np.count_nonzero(freed) >= min_voxels:
             air &= ~island | freed
