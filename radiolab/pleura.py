@@ -120,10 +120,9 @@ def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, m
             continue
         centre_row = centres[box[0].start + k, 0] - box[1].start
         centre_col = centres[box[0].start + k, 1] - box[2].start
-        lung_rows, lung_cols = np.nonzero(plane)
-        angle, radius = _polar(lung_rows - centre_row, lung_cols - centre_col, angle_bins)
-        nearest = np.full(angle_bins, np.inf)
-        np.minimum.at(nearest, angle, radius)
+        # Lung in front means more than a pixel grazed along a surface that runs towards
+        # the centre (the front of an apex): the slice's lung less its edge.
+        nearest = _nearest_per_direction(ndimage.binary_erosion(plane), centre_row, centre_col, angle_bins)
         rows, cols_c = np.nonzero(candidates)
         angle_c, radius_c = _polar(rows - centre_row, cols_c - centre_col, angle_bins)
         # Seen from the body's centre, the lung lies in front of a costal bite.
@@ -144,6 +143,27 @@ def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, m
         opening[0] = False
         out[k] |= opening[labels]
     return added
+
+
+def _nearest_per_direction(plane: np.ndarray, centre_row: float, centre_col: float, bins: int) -> np.ndarray:
+    """Per direction bin around the centre, the distance (pixels) of the nearest pixel of ``plane``.
+
+    Each pixel covers every bin its square (the disc of half its diagonal) subtends, not
+    only the bin of its centre: near the centre of a coarse grid a bin is far narrower
+    than a pixel, and a bin left empty would hide the lung in front of a bite.
+    """
+    # Only the pixels on the plane's edge can be nearest in a direction.
+    edge = plane & ~ndimage.binary_erosion(plane, border_value=0)
+    rows, cols = np.nonzero(edge)
+    angle, radius = _polar(rows - centre_row, cols - centre_col, bins)
+    half_width = np.arcsin(np.minimum(1.0, 0.5 / np.maximum(radius, 1e-9)))
+    reach = np.ceil(half_width / (2 * np.pi / bins)).astype(np.int64)
+    counts = 2 * reach + 1
+    owner = np.repeat(np.arange(angle.size), counts)
+    offsets = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts) - reach[owner]
+    nearest = np.full(bins, np.inf)
+    np.minimum.at(nearest, (angle[owner] + offsets) % bins, radius[owner])
+    return nearest
 
 
 def _polar(rows: np.ndarray, cols: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
