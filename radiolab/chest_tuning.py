@@ -100,6 +100,10 @@ class ChestTuning:
         HU range of what the pleural envelope adds (consolidation, effusion-like tissue);
         ``pleural_min_hu`` None means the mask threshold. ``pleural_max_hu`` None
         switches the step off.
+    pleural_hole_min_below : float or None
+        Tissue a lung encloses in an axial slice is added when at least this share of
+        it has lung (or what was added) in the slice below: a lesion, not the dome of
+        the diaphragm over the liver. None adds no enclosed tissue.
     """
 
     body_hu: float = -500.0
@@ -134,3 +138,4 @@ class ChestTuning:
     medial_core_hu: float = -500.0
     pleural_min_hu: float | None = None
     pleural_max_hu: float | None = 150.0
+    pleural_hole_min_below: float | None = 0.5

@@ -301,7 +301,8 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
         if tuning.pleural_max_hu is not None:
             low = settings.threshold_hu if tuning.pleural_min_hu is None else tuning.pleural_min_hu
             closed |= pleura.pleural_fill(closed, sub_volume, box_centres, min_hu=low,
-                                          max_hu=tuning.pleural_max_hu)
+                                          max_hu=tuning.pleural_max_hu,
+                                          min_below=tuning.pleural_hole_min_below)
         # The limit comes from voxels that are mostly lung, not from the partial-volume
         # rim, which reaches past the pleura.
         core = lung & (sub_volume < tuning.medial_core_hu)

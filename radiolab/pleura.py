@@ -17,7 +17,9 @@ consolidation. Two steps put it back without bridging the mediastinum:
    wall); what the lung encloses in the slice, such as the dome of the diaphragm inside
    a basal ring of lung, does not; nor is a bite larger than the slice's lung (the
    liver between the thin arcs of a basal crescent). Only voxels of ``min_hu``-``max_hu`` are added (tissue, not gas of the
-   bowel, not bone).
+   bowel, not bone). What the lung encloses in a slice is added when lung lies under
+   it: a lesion inside the lung, not the dome of the diaphragm, which has the liver or
+   the spleen below.
 
 3. **Surface.** A threshold at ``threshold_hu`` keeps a rim of partial-volume voxels
    that are mostly chest wall. The outer layers of each lung (in-plane neighbours; one
@@ -77,7 +79,7 @@ def _closing_2d(plane, metric, radius_sq):
 
 def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, min_hu: float,
                  max_hu: float, angle_bins: int = 720, min_contact: float = 0.5,
-                 max_bite: float = 1.0) -> np.ndarray:
+                 max_bite: float = 1.0, min_below: float | None = 0.5) -> np.ndarray:
     """Voxels of the lung's costal bites (see the module text), canonical order.
 
     Parameters
@@ -98,6 +100,9 @@ def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, m
     max_bite : float
         A bite is at most this times the lung's area in the slice: the liver between the
         thin arcs of a basal crescent is larger.
+    min_below : float or None
+        Tissue the lung encloses in a slice (a hole) is added when at least this share
+        of it has lung right below it (see `_held_holes`); None adds no holes.
     """
     from radiolab.lung import bounding_box
 
@@ -108,10 +113,15 @@ def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, m
     sub = lung[box]
     values = volume[box]
     out = added[box]
+    # Slices run from the feet up (canonical axis 0), so a hole filled in one slice is
+    # lung below the next.
     for k in range(sub.shape[0]):
         plane = sub[k]
         if not plane.any():
             continue
+        if k > 0 and min_below is not None:
+            out[k] |= _held_holes(plane, sub[k - 1] | out[k - 1], (values[k] >= min_hu) & (values[k] <= max_hu),
+                                  min_below=min_below, max_bite=max_bite)
         lo, hi = _hull_rows(plane)
         cols = np.arange(plane.shape[1])
         hull = (cols[None, :] >= lo[:, None]) & (cols[None, :] <= hi[:, None])
@@ -143,6 +153,27 @@ def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, m
         opening[0] = False
         out[k] |= opening[labels]
     return added
+
+
+def _held_holes(plane, below, tissue, *, min_below, max_bite):
+    """Tissue pixels of the holes of ``plane`` that lung holds from below.
+
+    A dense lesion seen in a slice as an island of tissue enclosed by lung belongs to
+    the lung, but so would the dome of the diaphragm inside a basal ring of lung. The
+    two differ below: the dome widens into the liver or spleen under it, whereas lung
+    lies under a lesion (or under the slice of it already added). A hole is taken when
+    at least ``min_below`` of its pixels have lung, or what was added to it, in the
+    slice below, and when it is at most ``max_bite`` times the slice's lung.
+    """
+    holes = ndimage.binary_fill_holes(plane) & ~plane
+    if not holes.any():
+        return np.zeros_like(plane)
+    labels, count = ndimage.label(holes)
+    area = np.bincount(labels.ravel(), minlength=count + 1)
+    held = np.bincount(labels.ravel(), weights=below.ravel(), minlength=count + 1)
+    keep = (held >= min_below * area) & (area <= max_bite * np.count_nonzero(plane))
+    keep[0] = False
+    return keep[labels] & tissue
 
 
 def _nearest_per_direction(plane: np.ndarray, centre_row: float, centre_col: float, bins: int) -> np.ndarray:
@@ -250,4 +281,3 @@ def medial_limit(grown: np.ndarray, lung: np.ndarray, side: int, midline_index: 
         return grown & (columns <= limit[:, :, None])
     limit = np.where(has, np.argmax(lung, axis=2), int(np.ceil(midline_index)))
     return grown & (columns >= limit[:, :, None])
-

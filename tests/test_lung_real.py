@@ -238,6 +238,27 @@ def test_noisy_whole_chest_keeps_both_lungs(whole_chest, noise_hu):
         assert dice(kept.sides == side, result.sides == side) >= 0.97
 
 
+@pytest.mark.parametrize("fraction", [0.1, 0.2])
+def test_consolidation_inserted_into_the_whole_chest_stays_in_the_mask(whole_chest, fraction):
+    from radiolab.lesions import insert_lesions
+
+    image, volume, result = whole_chest
+    spacing = image.GetSpacing()[::-1]
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    # Consolidation blobs (-100 to +100 HU) grown from the costal pleura into real
+    # anatomy, three seeds. Measured: 61 % and 53 % of their voxels kept on average;
+    # before, 34 % and 34 % (the pleural envelope missed most bites of this 5 mm grid).
+    # What the mask gains outside the clean scan's mask (the heart's tip at the left
+    # base once a lesion joins it): 0-11 mL.
+    kept = []
+    for seed in (1, 2, 3):
+        lesions = insert_lesions(volume, spacing, result.mask, fraction=fraction, kind="consolidation", seed=seed)
+        found = segment(image, lesions.volume)
+        kept.append(found.mask[lesions.lesions].mean())
+        assert np.count_nonzero(found.mask & ~result.mask) * voxel_ml <= 15.0
+    assert np.mean(kept) >= 0.5
+
+
 @pytest.mark.parametrize("first", [0, 20, 40])
 def test_thin_slabs_of_the_whole_chest_agree_with_the_whole_scan(whole_chest, first):
     image, volume, result = whole_chest

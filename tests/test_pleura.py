@@ -45,3 +45,34 @@ def test_only_tissue_values_are_added():
     volume[0, 20:26][notch[20:26]] = 400.0
     added = pleural_fill(lung, volume, np.array([[20.0, 2.0]]), min_hu=-155.0, max_hu=150.0)
     assert not added.any()
+
+
+def _ring_stack(first_slice_full):
+    """Three slices of a ring of lung around a 9 x 9 pixel hole of tissue (40 HU).
+
+    Slice 0 (the lowest, axis 0 runs to the head) is a full disc of lung when
+    ``first_slice_full``, else the same ring (tissue under the hole, like the liver
+    under the dome of the diaphragm).
+    """
+    rows, cols = np.indices((40, 40))
+    disc = (rows - 20) ** 2 + (cols - 20) ** 2 <= 12**2
+    hole = (np.abs(rows - 20) <= 4) & (np.abs(cols - 20) <= 4)
+    lung = np.stack([disc if first_slice_full else disc & ~hole, disc & ~hole, disc & ~hole])
+    volume = np.where(lung, -850.0, 40.0)
+    return lung, volume, hole
+
+
+def test_a_lesion_enclosed_by_lung_with_lung_below_is_filled():
+    lung, volume, hole = _ring_stack(first_slice_full=True)
+    centres = np.full((3, 2), 20.0)
+    added = pleural_fill(lung, volume, centres, min_hu=-155.0, max_hu=150.0)
+    # Slice 1 has lung under its hole; slice 2 has what slice 1 gained.
+    assert not added[0].any()
+    assert np.array_equal(added[1], hole) and np.array_equal(added[2], hole)
+
+
+def test_tissue_enclosed_by_lung_with_tissue_below_is_not_filled():
+    # The dome of the diaphragm inside a basal ring: the liver lies under it.
+    lung, volume, hole = _ring_stack(first_slice_full=False)
+    centres = np.full((3, 2), 20.0)
+    assert not pleural_fill(lung, volume, centres, min_hu=-155.0, max_hu=150.0).any()
