@@ -132,7 +132,7 @@ def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, m
         centre_col = centres[box[0].start + k, 1] - box[2].start
         # Lung in front means more than a pixel grazed along a surface that runs towards
         # the centre (the front of an apex): the slice's lung less its edge.
-        nearest = _nearest_per_direction(ndimage.binary_erosion(plane), centre_row, centre_col, angle_bins)
+        nearest = _nearest_per_direction(_eroded(plane), centre_row, centre_col, angle_bins)
         rows, cols_c = np.nonzero(candidates)
         angle_c, radius_c = _polar(rows - centre_row, cols_c - centre_col, angle_bins)
         # Seen from the body's centre, the lung lies in front of a costal bite.
@@ -165,13 +165,16 @@ def _held_holes(plane, below, tissue, *, min_below, max_bite):
     at least ``min_below`` of its pixels have lung, or what was added to it, in the
     slice below, and when it is at most ``max_bite`` times the slice's lung.
     """
-    holes = ndimage.binary_fill_holes(plane) & ~plane
-    if not holes.any():
+    # The holes: pieces of the background (4-connected, as `binary_fill_holes` grows it)
+    # that do not reach the image's edge.
+    labels, count = ndimage.label(~plane)
+    on_edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    if count == on_edge.size - (0 in on_edge):
         return np.zeros_like(plane)
-    labels, count = ndimage.label(holes)
     area = np.bincount(labels.ravel(), minlength=count + 1)
+    area[on_edge] = 0
     held = np.bincount(labels.ravel(), weights=below.ravel(), minlength=count + 1)
-    keep = (held >= min_below * area) & (area <= max_bite * np.count_nonzero(plane))
+    keep = (area > 0) & (held >= min_below * area) & (area <= max_bite * np.count_nonzero(plane))
     keep[0] = False
     return keep[labels] & tissue
 
@@ -184,7 +187,7 @@ def _nearest_per_direction(plane: np.ndarray, centre_row: float, centre_col: flo
     than a pixel, and a bin left empty would hide the lung in front of a bite.
     """
     # Only the pixels on the plane's edge can be nearest in a direction.
-    edge = plane & ~ndimage.binary_erosion(plane, border_value=0)
+    edge = plane & ~_eroded(plane)
     rows, cols = np.nonzero(edge)
     angle, radius = _polar(rows - centre_row, cols - centre_col, bins)
     half_width = np.arcsin(np.minimum(1.0, 0.5 / np.maximum(radius, 1e-9)))
@@ -195,6 +198,22 @@ def _nearest_per_direction(plane: np.ndarray, centre_row: float, centre_col: flo
     nearest = np.full(bins, np.inf)
     np.minimum.at(nearest, (angle[owner] + offsets) % bins, radius[owner])
     return nearest
+
+
+def _eroded(plane: np.ndarray) -> np.ndarray:
+    """``plane`` eroded by the 4-neighbour cross, outside the image counting as background.
+
+    The same as ``ndimage.binary_erosion(plane)``, by array shifts (a few times faster
+    on one slice).
+    """
+    out = plane.copy()
+    out[0, :] = out[-1, :] = False
+    out[:, 0] = out[:, -1] = False
+    out[1:, :] &= plane[:-1, :]
+    out[:-1, :] &= plane[1:, :]
+    out[:, 1:] &= plane[:, :-1]
+    out[:, :-1] &= plane[:, 1:]
+    return out
 
 
 def _polar(rows: np.ndarray, cols: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:

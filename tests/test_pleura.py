@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
-from radiolab.pleura import pleural_fill
+from radiolab.pleura import _eroded, _held_holes, pleural_fill
 
 
 def _slice_with_notch(notch_columns):
@@ -76,3 +77,20 @@ def test_tissue_enclosed_by_lung_with_tissue_below_is_not_filled():
     lung, volume, hole = _ring_stack(first_slice_full=False)
     centres = np.full((3, 2), 20.0)
     assert not pleural_fill(lung, volume, centres, min_hu=-155.0, max_hu=150.0).any()
+
+
+def test_slice_helpers_match_scipy_on_random_planes():
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        shape = tuple(int(n) for n in rng.integers(1, 40, size=2))
+        plane = ndimage.binary_opening(rng.random(shape) < 0.6)
+        assert np.array_equal(_eroded(plane), ndimage.binary_erosion(plane))
+        below = rng.random(shape) < 0.7
+        # Oracle: scipy's hole filling, then each hole's share of pixels with lung below.
+        holes, count = ndimage.label(ndimage.binary_fill_holes(plane) & ~plane)
+        area = np.bincount(holes.ravel(), minlength=count + 1)
+        held = np.bincount(holes.ravel(), weights=below.ravel(), minlength=count + 1)
+        keep = (held >= 0.5 * area) & (area <= plane.sum())
+        keep[0] = False
+        got = _held_holes(plane, below, np.ones(shape, dtype=bool), min_below=0.5, max_bite=1.0)
+        assert np.array_equal(got, keep[holes])
