@@ -16,10 +16,10 @@ consolidation. Two steps put it back without bridging the mediastinum:
    and the lung. A bite also reaches the rim of the hull (it opens onto the chest
    wall); what the lung encloses in the slice, such as the dome of the diaphragm inside
    a basal ring of lung, does not; nor is a bite larger than the slice's lung (the
-   liver between the thin arcs of a basal crescent). Only voxels of ``min_hu``-``max_hu`` are added (tissue, not gas of the
-   bowel, not bone). What the lung encloses in a slice is added when lung lies under
-   it: a lesion inside the lung, not the dome of the diaphragm, which has the liver or
-   the spleen below.
+   liver between the thin arcs of a basal crescent). Only voxels of
+   ``min_hu``-``max_hu`` are added (tissue, not gas of the bowel, not bone). What the
+   lung encloses in a slice is added when lung lies under it: a lesion inside the
+   lung, not the dome of the diaphragm, which has the liver or the spleen below.
 
 3. **Surface.** A threshold at ``threshold_hu`` keeps a rim of partial-volume voxels
    that are mostly chest wall. The outer layers of each lung (in-plane neighbours; one
@@ -80,7 +80,7 @@ def _closing_2d(plane, metric, radius_sq):
 def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, min_hu: float,
                  max_hu: float, angle_bins: int = 720, min_contact: float = 0.5,
                  max_bite: float = 1.0, min_below: float | None = 0.5) -> np.ndarray:
-    """Voxels of the lung's costal bites (see the module text), canonical order.
+    """Voxels of the lung's costal bites and enclosed lesions (see the module text), canonical order.
 
     Parameters
     ----------
@@ -120,8 +120,9 @@ def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, m
         if not plane.any():
             continue
         if k > 0 and min_below is not None:
-            out[k] |= _held_holes(plane, sub[k - 1] | out[k - 1], (values[k] >= min_hu) & (values[k] <= max_hu),
-                                  min_below=min_below, max_bite=max_bite)
+            tissue = (values[k] >= min_hu) & (values[k] <= max_hu)
+            out[k] |= _held_holes(plane, sub[k - 1] | out[k - 1], tissue, min_below=min_below,
+                                  max_bite=max_bite)
         lo, hi = _hull_rows(plane)
         cols = np.arange(plane.shape[1])
         hull = (cols[None, :] >= lo[:, None]) & (cols[None, :] <= hi[:, None])
@@ -182,9 +183,10 @@ def _held_holes(plane, below, tissue, *, min_below, max_bite):
 def _nearest_per_direction(plane: np.ndarray, centre_row: float, centre_col: float, bins: int) -> np.ndarray:
     """Per direction bin around the centre, the distance (pixels) of the nearest pixel of ``plane``.
 
-    Each pixel covers every bin its square (the disc of half its diagonal) subtends, not
-    only the bin of its centre: near the centre of a coarse grid a bin is far narrower
-    than a pixel, and a bin left empty would hide the lung in front of a bite.
+    Each pixel covers every bin that the disc inscribed in its square subtends, not only
+    the bin of its centre: near the centre of a coarse grid a bin is far narrower than a
+    pixel, and a bin left empty would hide the lung in front of a bite. Bins that no
+    pixel covers hold inf.
     """
     # Only the pixels on the plane's edge can be nearest in a direction.
     edge = plane & ~_eroded(plane)
