@@ -104,6 +104,9 @@ PRESETS: dict[str, LungMaskSettings] = {
     "default": LungMaskSettings(min_island=20.0, closing_radii=(10.0,), chest=ChestTuning()),
 }
 CHEST_FIELDS = tuple(ChestTuning.__dataclass_fields__)
+# The chest-tuning fields that None switches off.
+OPTIONAL_CHEST_FIELDS = tuple(name for name, spec in ChestTuning.__dataclass_fields__.items()
+                              if "None" in str(spec.type))
 
 
 def settings_for(preset: str = "default", **overrides) -> LungMaskSettings:
@@ -124,7 +127,9 @@ def settings_for(preset: str = "default", **overrides) -> LungMaskSettings:
     if unknown:
         raise ParameterError(f"unknown lung-mask setting(s) {sorted(unknown)} for preset {preset!r}; "
                          f"valid: {sorted(valid)}")
-    overrides = {k: v for k, v in overrides.items() if v is not None}
+    # None leaves a preset's own field as it is, except in the chest tuning, where None
+    # switches a step off (documented per field).
+    overrides = {k: v for k, v in overrides.items() if v is not None or k in CHEST_FIELDS}
     if "closing_radii" in overrides:
         overrides["closing_radii"] = tuple(float(r) for r in overrides["closing_radii"])
     chest = {k: overrides.pop(k) for k in list(overrides) if k in CHEST_FIELDS}

@@ -116,6 +116,20 @@ def test_default_tuning_is_overridable_and_recorded():
         settings_for("zaffino2021", gas_max_vessel_fraction=0.02)
 
 
+def test_none_switches_a_chest_step_off_but_keeps_a_preset_field():
+    from radiolab.cli.segment import _lung_tuning
+    from radiolab.errors import ParameterError
+
+    settings = settings_for("default", pleural_max_hu=None, threshold_hu=None)
+    # Before, None was dropped everywhere: the documented "None switches the step off"
+    # could not be reached.
+    assert settings.chest.pleural_max_hu is None
+    assert settings.threshold_hu == settings_for("default").threshold_hu
+    assert _lung_tuning(["surface_hu=none", "body_hu=-400"]) == (("surface_hu", None), ("body_hu", -400.0))
+    with pytest.raises(ParameterError, match="body_hu cannot be none"):
+        _lung_tuning(["body_hu=none"])
+
+
 def test_gut_gas_is_told_from_emphysematous_lung_by_its_vessels():
     from radiolab.gut_gas import island_content, is_gut_gas
 

@@ -36,7 +36,7 @@ def _get_parser() -> argparse.ArgumentParser:
                         help="override the closing ball radii: mm (default) or voxels (zaffino2021)")
     parser.add_argument("--lung-setting", action="append", default=[], metavar="NAME=VALUE",
                         help="override a real-CT step of the default preset (docs/lung.md), e.g. "
-                             "gas_max_vessel_fraction=0.02; repeatable")
+                             "gas_max_vessel_fraction=0.02, or surface_hu=none to switch a step off; repeatable")
     add_mask_arguments(parser)
     parser.add_argument("--backend", default="fast", choices=BACKENDS,
                         help="'fast' (default) or 'reference' (the paper's library calls, slow)")
@@ -114,17 +114,23 @@ def config_from_args(args: argparse.Namespace):
 def _lung_tuning(items: list[str]) -> tuple[tuple[str, float], ...] | None:
     """``NAME=VALUE`` overrides as (name, number) pairs; a usage error names a bad one."""
     from radiolab.errors import ParameterError
-    from radiolab.lung import CHEST_FIELDS
+    from radiolab.lung import CHEST_FIELDS, OPTIONAL_CHEST_FIELDS
 
     pairs = []
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or name not in CHEST_FIELDS:
             raise ParameterError(f"--lung-setting {item!r}: expected NAME=VALUE with NAME one of {', '.join(CHEST_FIELDS)}")
+        if value.strip().lower() == "none":
+            if name not in OPTIONAL_CHEST_FIELDS:
+                raise ParameterError(f"--lung-setting {item!r}: {name} cannot be none; fields that can: "
+                                     f"{', '.join(OPTIONAL_CHEST_FIELDS)}")
+            pairs.append((name, None))
+            continue
         try:
             number = float(value)
         except ValueError:
-            raise ParameterError(f"--lung-setting {item!r}: {value!r} is not a number") from None
+            raise ParameterError(f"--lung-setting {item!r}: {value!r} is not a number (or none)") from None
         pairs.append((name, int(number) if name == "thin_max_slices" else number))
     return tuple(pairs) or None
 
