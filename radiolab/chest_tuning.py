@@ -104,6 +104,14 @@ class ChestTuning:
         Tissue a lung encloses in an axial slice is added when at least this share of
         it has lung (or what was added) in the slice below: a lesion, not the dome of
         the diaphragm over the liver. None adds no enclosed tissue.
+    pleural_wall_gap_deg : float or None
+        A costal bite of consolidation that reaches the lung's outermost extent is
+        carried beyond the hull's chord to the chest wall's line between the flanks where
+        the air reaches the wall, when it spans at most this angle seen from the body's
+        centre, in degrees. None keeps bites within the hull.
+    pleural_wall_min_bite_mm2 : float
+        Only bites of at least this area in the slice are carried to the wall, in mm²:
+        a partial-volume notch along a healthy lung's wall is smaller.
     """
 
     body_hu: float = -500.0
@@ -139,3 +147,5 @@ class ChestTuning:
     pleural_min_hu: float | None = None
     pleural_max_hu: float | None = 150.0
     pleural_hole_min_below: float | None = 0.5
+    pleural_wall_gap_deg: float | None = 90.0
+    pleural_wall_min_bite_mm2: float = 100.0

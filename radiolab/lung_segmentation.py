@@ -302,7 +302,10 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
             low = settings.threshold_hu if tuning.pleural_min_hu is None else tuning.pleural_min_hu
             closed |= pleura.pleural_fill(closed, sub_volume, box_centres, min_hu=low,
                                           max_hu=tuning.pleural_max_hu,
-                                          min_below=tuning.pleural_hole_min_below)
+                                          min_below=tuning.pleural_hole_min_below,
+                                          wall_gap_deg=tuning.pleural_wall_gap_deg,
+                                          wall_min_bite_mm2=tuning.pleural_wall_min_bite_mm2,
+                                          pixel_mm2=float(spacing[1] * spacing[2]))
         # The limit comes from voxels that are mostly lung, not from the partial-volume
         # rim, which reaches past the pleura.
         core = lung & (sub_volume < tuning.medial_core_hu)

@@ -41,6 +41,8 @@ import numpy as np
 from scipy import ndimage
 
 RIGHT, LEFT = 1, 2
+# How far beyond the lung's extent in a slice a bite may be carried to the wall, in mm.
+_WALL_MARGIN_MM = 10.0
 
 
 def close_lung(lung: np.ndarray, spacing, radius_mm: float, *, planar: bool) -> np.ndarray:
@@ -79,7 +81,9 @@ def _closing_2d(plane, metric, radius_sq):
 
 def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, min_hu: float,
                  max_hu: float, angle_bins: int = 720, min_contact: float = 0.5,
-                 max_bite: float = 1.0, min_below: float | None = 0.5) -> np.ndarray:
+                 max_bite: float = 1.0, min_below: float | None = 0.5,
+                 wall_gap_deg: float | None = 90.0, wall_min_bite_mm2: float = 100.0,
+                 pixel_mm2: float = 1.0) -> np.ndarray:
     """Voxels of the lung's costal bites and enclosed lesions (see the module text), canonical order.
 
     Parameters
@@ -103,6 +107,14 @@ def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, m
     min_below : float or None
         Tissue the lung encloses in a slice (a hole) is added when at least this share
         of it has lung right below it (see `_held_holes`); None adds no holes.
+    wall_gap_deg : float or None
+        A bite also takes what lies beyond the hull up to the chest wall's line across
+        it (see `_beyond_bites`) when it spans at most this angle seen from the centre,
+        in degrees; None keeps bites within the hull.
+    wall_min_bite_mm2 : float
+        Only bites of at least this area, in mm², are carried to the wall.
+    pixel_mm2 : float
+        Area of one pixel of an axial slice, in mm².
     """
     from radiolab.lung import bounding_box
 
@@ -110,6 +122,11 @@ def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, m
     box = bounding_box(lung)
     if box is None:
         return added
+    if wall_gap_deg is not None:
+        # Room beyond the lung's extent in the slice for what is carried to the wall.
+        pad = int(math.ceil(_WALL_MARGIN_MM / math.sqrt(pixel_mm2)))
+        box = (box[0],) + tuple(slice(max(0, b.start - pad), min(n, b.stop + pad))
+                                for b, n in zip(box[1:], lung.shape[1:]))
     sub = lung[box]
     values = volume[box]
     out = added[box]
@@ -153,7 +170,87 @@ def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, m
         opening = (contact >= min_contact * np.sqrt(area)) & (area <= max_bite * np.count_nonzero(plane))
         opening[0] = False
         out[k] |= opening[labels]
+        # Only a bite of real size (consolidation, not a partial-volume notch along a
+        # healthy lung's wall) is carried to the wall.
+        large = opening & (area * pixel_mm2 >= wall_min_bite_mm2)
+        if wall_gap_deg is not None and large.any():
+            tissue = ~plane & (values[k] >= min_hu) & (values[k] <= max_hu)
+            out[k] |= _beyond_bites(plane, large[labels], tissue, nearest, (centre_row, centre_col), angle_bins,
+                                    max_gap_bins=int(round(wall_gap_deg / 360.0 * angle_bins)))
     return added
+
+
+def _beyond_bites(plane, bites, tissue, nearest, centre, bins, *, max_gap_bins):
+    """Tissue pixels of ``bites``' directions out to the chest wall's line across them.
+
+    A bite that reaches the lung's outermost extent in its directions (consolidation
+    filling the lung out to the ribs) is cut by the hull's chord, which runs inside the
+    curved chest wall. Where the lung's air reaches the wall on either side of the bite
+    (the flanks), its farthest pixels mark the pleura. The wall across the bite is the
+    circle fitted to both flanks' pleura, each flank as wide as the bite, but never
+    beyond the line joining the flanks linearly in angle about the centre (a wall curved
+    about the centre). Added: tissue pixels behind the lung, up to that wall (half a
+    pixel beyond), joined to a bite, on rows (left-right lines) that hold lung or bite,
+    in bites spanning at most ``max_gap_bins`` direction bins between flanks. Rows
+    beyond the lung's front or back are left alone: there the two lungs' anterior edges
+    and the tissue in front of them (the anterior mediastinum) meet.
+    """
+    far_lung = _farthest_per_direction(plane, *centre, bins)
+    far_bite = _farthest_per_direction(bites, *centre, bins)
+    bitten = far_bite > far_lung
+    known = ~bitten & np.isfinite(far_lung)
+    if not bitten.any() or np.count_nonzero(known) < 2:
+        return np.zeros_like(plane)
+    # Bins rolled to start at a known one, so that no run of bitten bins wraps around.
+    shift = int(np.flatnonzero(known)[0])
+    known, distance, bitten = (np.roll(a, -shift) for a in (known, far_lung, bitten))
+    angles = (np.arange(bins) + shift + 0.5) * (2 * np.pi / bins) - np.pi
+    known_index = np.flatnonzero(known)
+    wall = np.full(bins, -np.inf)
+    for first, last in zip(np.flatnonzero(bitten & ~np.roll(bitten, 1)), np.flatnonzero(bitten & ~np.roll(bitten, -1))):
+        if last > known_index[-1]:
+            continue
+        left = known_index[np.searchsorted(known_index, first) - 1]
+        right = known_index[np.searchsorted(known_index, last)]
+        width = right - left
+        if width > max_gap_bins:
+            continue
+        flanks = known_index[((known_index >= left - width) & (known_index <= left))
+                             | ((known_index >= right) & (known_index <= right + width))]
+        gap = np.arange(left + 1, right)
+        linear = np.interp(gap, [left, right], [distance[left], distance[right]])
+        wall[gap] = np.minimum(linear, _circle_reach(angles[flanks], distance[flanks], angles[gap]))
+    wall = np.roll(wall, shift)
+    rows, cols = np.nonzero(tissue & (plane | bites).any(axis=1)[:, None])
+    angle, radius = _polar(rows - centre[0], cols - centre[1], bins)
+    take = (radius > nearest[angle]) & (radius <= wall[angle] + 0.5)
+    grown = np.zeros_like(plane)
+    grown[rows[take], cols[take]] = True
+    labels, _ = ndimage.label(grown | bites)
+    joined = np.unique(labels[bites])
+    return np.isin(labels, joined[joined > 0]) & grown & ~bites
+
+
+def _circle_reach(point_angles, point_distances, ray_angles):
+    """Distance along each ray from the origin to the least-squares circle through the points.
+
+    The points are given in polar form about the origin. Rays that miss the circle, or a
+    fit without a circle (fewer than three points, collinear points), give -inf.
+    """
+    missing = np.full(ray_angles.shape, -np.inf)
+    if point_angles.size < 3:
+        return missing
+    x, y = point_distances * np.cos(point_angles), point_distances * np.sin(point_angles)
+    # Kasa's fit: x^2 + y^2 + D x + E y + F = 0 in the least-squares sense.
+    design = np.stack([x, y, np.ones_like(x)], axis=1)
+    (d, e, f), *_ = np.linalg.lstsq(design, -(x * x + y * y), rcond=None)
+    cx, cy = -d / 2.0, -e / 2.0
+    radius_sq = cx * cx + cy * cy - f
+    if not np.isfinite(radius_sq) or radius_sq <= 0:
+        return missing
+    along = np.cos(ray_angles) * cx + np.sin(ray_angles) * cy
+    discriminant = along * along - (cx * cx + cy * cy) + radius_sq
+    return np.where(discriminant >= 0, along + np.sqrt(np.maximum(discriminant, 0.0)), missing)
 
 
 def _held_holes(plane, below, tissue, *, min_below, max_bite):
@@ -188,7 +285,15 @@ def _nearest_per_direction(plane: np.ndarray, centre_row: float, centre_col: flo
     pixel, and a bin left empty would hide the lung in front of a bite. Bins that no
     pixel covers hold inf.
     """
-    # Only the pixels on the plane's edge can be nearest in a direction.
+    bin_of, radius = _covered_bins(plane, centre_row, centre_col, bins)
+    nearest = np.full(bins, np.inf)
+    np.minimum.at(nearest, bin_of, radius)
+    return nearest
+
+
+def _covered_bins(plane, centre_row, centre_col, bins):
+    """(bin, distance) pairs: every direction bin that each edge pixel of ``plane`` covers."""
+    # Only the pixels on the plane's edge can be nearest or farthest in a direction.
     edge = plane & ~_eroded(plane)
     rows, cols = np.nonzero(edge)
     angle, radius = _polar(rows - centre_row, cols - centre_col, bins)
@@ -197,9 +302,15 @@ def _nearest_per_direction(plane: np.ndarray, centre_row: float, centre_col: flo
     counts = 2 * reach + 1
     owner = np.repeat(np.arange(angle.size), counts)
     offsets = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts) - reach[owner]
-    nearest = np.full(bins, np.inf)
-    np.minimum.at(nearest, (angle[owner] + offsets) % bins, radius[owner])
-    return nearest
+    return (angle[owner] + offsets) % bins, radius[owner]
+
+
+def _farthest_per_direction(plane: np.ndarray, centre_row: float, centre_col: float, bins: int) -> np.ndarray:
+    """As `_nearest_per_direction`, the farthest pixel; bins that no pixel covers hold -inf."""
+    bin_of, radius = _covered_bins(plane, centre_row, centre_col, bins)
+    farthest = np.full(bins, -np.inf)
+    np.maximum.at(farthest, bin_of, radius)
+    return farthest
 
 
 def _eroded(plane: np.ndarray) -> np.ndarray:

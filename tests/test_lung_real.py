@@ -246,17 +246,18 @@ def test_consolidation_inserted_into_the_whole_chest_stays_in_the_mask(whole_che
     spacing = image.GetSpacing()[::-1]
     voxel_ml = float(np.prod(spacing)) / 1000.0
     # Consolidation blobs (-100 to +100 HU) grown from the costal pleura into real
-    # anatomy, three seeds. Measured: 61 % and 53 % of their voxels kept on average;
-    # before, 34 % and 34 % (the pleural envelope missed most bites of this 5 mm grid).
-    # What the mask gains outside the clean scan's mask (the heart's tip at the left
-    # base once a lesion joins it): 0-11 mL.
+    # anatomy, three seeds. Measured: 68 % and 60 % of their voxels kept on average;
+    # before, 34 % and 34 % (the pleural envelope missed most bites of this 5 mm grid,
+    # and stopped at the hull's chord). What the mask gains outside the clean scan's
+    # mask (chest wall at the wall's line, the heart's tip at the left base once a
+    # lesion joins it): 8-19 mL, against 200-300 mL of consolidation regained.
     kept = []
     for seed in (1, 2, 3):
         lesions = insert_lesions(volume, spacing, result.mask, fraction=fraction, kind="consolidation", seed=seed)
         found = segment(image, lesions.volume)
         kept.append(found.mask[lesions.lesions].mean())
-        assert np.count_nonzero(found.mask & ~result.mask) * voxel_ml <= 15.0
-    assert np.mean(kept) >= 0.5
+        assert np.count_nonzero(found.mask & ~result.mask) * voxel_ml <= 25.0
+    assert np.mean(kept) >= 0.55
 
 
 @pytest.mark.parametrize("first", [0, 20, 40])

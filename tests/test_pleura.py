@@ -94,3 +94,36 @@ def test_slice_helpers_match_scipy_on_random_planes():
         keep[0] = False
         got = _held_holes(plane, below, np.ones(shape, dtype=bool), min_below=0.5, max_bite=1.0)
         assert np.array_equal(got, keep[holes])
+
+
+def _sector_with_outer_consolidation():
+    """A lung sector between 8 and 20 pixels from the centre (angles -60 to 60 degrees),
+    whose outer part (14-20 pixels, -20 to 20 degrees) is consolidation, on 2 mm pixels.
+
+    The consolidation reaches the lung's outermost extent in its directions: the hull
+    of the aerated lung cuts it with a chord. Everything that is not aerated lung is
+    tissue of 40 HU, the chest wall beyond 20 pixels included.
+    """
+    rows, cols = np.indices((60, 60))
+    radius = np.hypot(rows - 30, cols - 10)
+    angle = np.degrees(np.arctan2(rows - 30, cols - 10))
+    sector = (radius >= 8) & (radius <= 20) & (np.abs(angle) <= 60)
+    consolidation = sector & (radius >= 14) & (np.abs(angle) <= 20)
+    lung = sector & ~consolidation
+    volume = np.where(lung, -850.0, 40.0)[None]
+    return lung[None], volume, consolidation, radius
+
+
+def test_consolidation_out_to_the_wall_is_carried_past_the_hull():
+    lung, volume, consolidation, radius = _sector_with_outer_consolidation()
+    centres = np.array([[30.0, 10.0]])
+    kwargs = dict(min_hu=-155.0, max_hu=150.0, pixel_mm2=4.0)
+    within_hull = pleural_fill(lung, volume, centres, wall_gap_deg=None, **kwargs)[0]
+    to_the_wall = pleural_fill(lung, volume, centres, **kwargs)[0]
+    # By hand: the chord between the flanks' outer corners leaves the consolidation's
+    # outer rim out (measured: 81 % kept); the wall's circle about the centre takes it
+    # in and stops there (measured: 96 %; the rim's two end pixels, in directions the
+    # flanks' pixels cover, and one pixel on the wall's line stay out).
+    assert within_hull[consolidation].mean() < 0.9
+    assert to_the_wall[consolidation].mean() >= 0.95
+    assert not (to_the_wall & (radius > 21.0)).any()
