@@ -1,7 +1,8 @@
 """Each lung closed on its own, and dense disease along the chest wall put back.
 
 A threshold mask loses what is denser than its threshold: vessels, nodules and
-consolidation. Two steps put it back without bridging the mediastinum:
+consolidation. Two steps put it back without bridging the mediastinum, and a third
+trims the partial-volume rim:
 
 1. **Closing per lung.** Each lung is closed with a ball of ``radius_mm`` on its own,
    so the closing fills vessels and small dense lesions inside that lung but cannot
@@ -19,7 +20,10 @@ consolidation. Two steps put it back without bridging the mediastinum:
    liver between the thin arcs of a basal crescent). Only voxels of
    ``min_hu``-``max_hu`` are added (tissue, not gas of the bowel, not bone). What the
    lung encloses in a slice is added when lung lies under it: a lesion inside the
-   lung, not the dome of the diaphragm, which has the liver or the spleen below.
+   lung, not the dome of the diaphragm, which has the liver or the spleen below. A
+   large bite that fills the lung out to the ribs is cut by the hull's chord, which runs
+   inside the curved wall: it is carried on to the wall's line across it, drawn from
+   the flanks where the air reaches the wall (see `_beyond_bites`).
 
 3. **Surface.** A threshold at ``threshold_hu`` keeps a rim of partial-volume voxels
    that are mostly chest wall. The outer layers of each lung (in-plane neighbours; one
