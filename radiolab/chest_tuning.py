@@ -104,6 +104,11 @@ class ChestTuning:
         Tissue a lung encloses in an axial slice is added when at least this share of
         it has lung (or what was added) in the slice below: a lesion, not the dome of
         the diaphragm over the liver. None adds no enclosed tissue.
+    pleural_front_mm : float
+        A bite lies behind the lung seen from the body's centre when the ray to it
+        crosses the lung less this depth of its edge, in mm (at least one voxel): a ray
+        that grazes a lung's tip (the tip of a basal crescent beside the liver's dome,
+        the front of an apex) does not make what lies beyond it a bite.
     pleural_wall_gap_deg : float or None
         A costal bite of consolidation that reaches the lung's outermost extent is
         carried beyond the hull's chord to the chest wall's line between the flanks where
@@ -147,5 +152,6 @@ class ChestTuning:
     pleural_min_hu: float | None = None
     pleural_max_hu: float | None = 150.0
     pleural_hole_min_below: float | None = 0.5
+    pleural_front_mm: float = 5.0
     pleural_wall_gap_deg: float | None = 90.0
     pleural_wall_min_bite_mm2: float = 100.0

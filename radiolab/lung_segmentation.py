@@ -305,6 +305,7 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
                                           min_below=tuning.pleural_hole_min_below,
                                           wall_gap_deg=tuning.pleural_wall_gap_deg,
                                           wall_min_bite_mm2=tuning.pleural_wall_min_bite_mm2,
+                                          front_mm=tuning.pleural_front_mm,
                                           pixel_mm2=float(spacing[1] * spacing[2]))
         # The limit comes from voxels that are mostly lung, not from the partial-volume
         # rim, which reaches past the pleura.

@@ -87,7 +87,7 @@ def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, m
                  max_hu: float, angle_bins: int = 720, min_contact: float = 0.5,
                  max_bite: float = 1.0, min_below: float | None = 0.5,
                  wall_gap_deg: float | None = 90.0, wall_min_bite_mm2: float = 100.0,
-                 pixel_mm2: float = 1.0) -> np.ndarray:
+                 front_mm: float = 5.0, pixel_mm2: float = 1.0) -> np.ndarray:
     """Voxels of the lung's costal bites and enclosed lesions (see the module text), canonical order.
 
     Parameters
@@ -117,6 +117,9 @@ def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, m
         in degrees; None keeps bites within the hull.
     wall_min_bite_mm2 : float
         Only bites of at least this area, in mm², are carried to the wall.
+    front_mm : float
+        The lung that must lie in front of a bite is the slice's lung eroded by this
+        depth, in mm (at least one pixel).
     pixel_mm2 : float
         Area of one pixel of an axial slice, in mm².
     """
@@ -152,9 +155,13 @@ def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, m
             continue
         centre_row = centres[box[0].start + k, 0] - box[1].start
         centre_col = centres[box[0].start + k, 1] - box[2].start
-        # Lung in front means more than a pixel grazed along a surface that runs towards
-        # the centre (the front of an apex): the slice's lung less its edge.
-        nearest = _nearest_per_direction(_eroded(plane), centre_row, centre_col, angle_bins)
+        # Lung in front means lung of some depth, not a tip that the ray grazes (the
+        # front of an apex, the tip of a basal crescent beside the liver's dome): the
+        # slice's lung less ``front_mm`` of its edge.
+        front = plane
+        for _ in range(max(1, int(round(front_mm / math.sqrt(pixel_mm2))))):
+            front = _eroded(front)
+        nearest = _nearest_per_direction(front, centre_row, centre_col, angle_bins)
         rows, cols_c = np.nonzero(candidates)
         angle_c, radius_c = _polar(rows - centre_row, cols_c - centre_col, angle_bins)
         # Seen from the body's centre, the lung lies in front of a costal bite.

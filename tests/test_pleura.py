@@ -7,6 +7,10 @@ from scipy import ndimage
 
 from radiolab.pleura import _eroded, _held_holes, pleural_fill
 
+# Slices of 5 mm pixels (a coarse chest CT such as CIP's TestInput); bites stay within
+# the hull (carrying them to the wall is tested on its own below).
+COARSE = dict(min_hu=-155.0, max_hu=150.0, pixel_mm2=25.0, wall_gap_deg=None)
+
 
 def _slice_with_notch(notch_columns):
     """A 21 x 13 pixel lung at 5 pixels from the centre, a notch of 11 x 4 pixels cut out of it.
@@ -28,14 +32,14 @@ def test_a_costal_bite_of_a_coarse_slice_is_filled_exactly():
     # every ray to it crosses the lung first. On a coarse grid most of the 720 direction
     # bins hold no lung pixel centre; before, only 14 of its 44 pixels were filled.
     lung, volume, notch = _slice_with_notch(slice(17, 21))
-    added = pleural_fill(lung, volume, np.array([[20.0, 2.0]]), min_hu=-155.0, max_hu=150.0)
+    added = pleural_fill(lung, volume, np.array([[20.0, 2.0]]), **COARSE)
     assert np.array_equal(added[0], notch)
 
 
 def test_tissue_on_the_centres_side_of_the_lung_is_not_added():
     # The same notch on the near side (the heart's side): rays meet it before any lung.
     lung, volume, notch = _slice_with_notch(slice(8, 12))
-    added = pleural_fill(lung, volume, np.array([[20.0, 2.0]]), min_hu=-155.0, max_hu=150.0)
+    added = pleural_fill(lung, volume, np.array([[20.0, 2.0]]), **COARSE)
     assert not added.any()
 
 
@@ -44,7 +48,7 @@ def test_only_tissue_values_are_added():
     lung, volume, notch = _slice_with_notch(slice(17, 21))
     volume[0, 15:20][notch[15:20]] = -1000.0
     volume[0, 20:26][notch[20:26]] = 400.0
-    added = pleural_fill(lung, volume, np.array([[20.0, 2.0]]), min_hu=-155.0, max_hu=150.0)
+    added = pleural_fill(lung, volume, np.array([[20.0, 2.0]]), **COARSE)
     assert not added.any()
 
 
@@ -66,7 +70,7 @@ def _ring_stack(first_slice_full):
 def test_a_lesion_enclosed_by_lung_with_lung_below_is_filled():
     lung, volume, hole = _ring_stack(first_slice_full=True)
     centres = np.full((3, 2), 20.0)
-    added = pleural_fill(lung, volume, centres, min_hu=-155.0, max_hu=150.0)
+    added = pleural_fill(lung, volume, centres, **COARSE)
     # Slice 1 has lung under its hole; slice 2 has what slice 1 gained.
     assert not added[0].any()
     assert np.array_equal(added[1], hole) and np.array_equal(added[2], hole)
@@ -76,7 +80,7 @@ def test_tissue_enclosed_by_lung_with_tissue_below_is_not_filled():
     # The dome of the diaphragm inside a basal ring: the liver lies under it.
     lung, volume, hole = _ring_stack(first_slice_full=False)
     centres = np.full((3, 2), 20.0)
-    assert not pleural_fill(lung, volume, centres, min_hu=-155.0, max_hu=150.0).any()
+    assert not pleural_fill(lung, volume, centres, **COARSE).any()
 
 
 def test_slice_helpers_match_scipy_on_random_planes():
@@ -117,7 +121,8 @@ def _sector_with_outer_consolidation():
 def test_consolidation_out_to_the_wall_is_carried_past_the_hull():
     lung, volume, consolidation, radius = _sector_with_outer_consolidation()
     centres = np.array([[30.0, 10.0]])
-    kwargs = dict(min_hu=-155.0, max_hu=150.0, pixel_mm2=4.0)
+    # 2 mm pixels; the lung in front of a bite loses one pixel of its edge.
+    kwargs = dict(min_hu=-155.0, max_hu=150.0, pixel_mm2=4.0, front_mm=2.0)
     within_hull = pleural_fill(lung, volume, centres, wall_gap_deg=None, **kwargs)[0]
     to_the_wall = pleural_fill(lung, volume, centres, **kwargs)[0]
     # By hand: the chord between the flanks' outer corners leaves the consolidation's
