@@ -143,14 +143,14 @@ def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, m
         plane = sub[k]
         if not plane.any():
             continue
+        tissue = (values[k] >= min_hu) & (values[k] <= max_hu)
         if k > 0 and min_below is not None:
-            tissue = (values[k] >= min_hu) & (values[k] <= max_hu)
             out[k] |= _held_holes(plane, sub[k - 1] | out[k - 1], tissue, min_below=min_below,
                                   max_bite=max_bite)
         lo, hi = _hull_rows(plane)
         cols = np.arange(plane.shape[1])
         hull = (cols[None, :] >= lo[:, None]) & (cols[None, :] <= hi[:, None])
-        candidates = hull & ~plane & (values[k] >= min_hu) & (values[k] <= max_hu)
+        candidates = hull & ~plane & tissue
         if not candidates.any():
             continue
         centre_row = centres[box[0].start + k, 0] - box[1].start
@@ -172,7 +172,7 @@ def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, m
         bites[rows[behind], cols_c[behind]] = True
         # A bite opens onto the chest wall: it reaches the hull's rim. What the lung
         # encloses in this slice (the dome of the diaphragm inside a basal ring) does not.
-        rim = hull & ~ndimage.binary_erosion(hull, border_value=0)
+        rim = hull & ~_eroded(hull)
         labels, count = ndimage.label(bites)
         contact = np.bincount(labels[rim & bites], minlength=count + 1)
         area = np.bincount(labels.ravel(), minlength=count + 1)
@@ -185,8 +185,7 @@ def pleural_fill(lung: np.ndarray, volume: np.ndarray, centres: np.ndarray, *, m
         # healthy lung's wall) is carried to the wall.
         large = opening & (area * pixel_mm2 >= wall_min_bite_mm2)
         if wall_gap_deg is not None and large.any():
-            tissue = ~plane & (values[k] >= min_hu) & (values[k] <= max_hu)
-            out[k] |= _beyond_bites(plane, large[labels], tissue, nearest, (centre_row, centre_col), angle_bins,
+            out[k] |= _beyond_bites(plane, large[labels], tissue & ~plane, nearest, (centre_row, centre_col), angle_bins,
                                     max_gap_bins=int(round(wall_gap_deg / 360.0 * angle_bins)))
     return added
 
