@@ -3,7 +3,8 @@
 In axial slices the trachea is a small round air island near the body midline, apart
 from the lungs. It is found in the upper slices (the seed: the largest air island of
 ``min_area_cm2``-``max_area_cm2`` whose centre lies within ``midline_mm`` of the body
-midline, in the ``seed_search_mm`` below the top), then followed slice by slice towards
+midline or of the slice's body centre, in the ``seed_search_mm`` below the top; when
+its trace is no airway, the next one, up to four), then followed slice by slice towards
 the feet: an island of the next slice belongs to the airway when it overlaps the airway
 of the slice above, is at most ``max_area_cm2`` and at most ``growth`` times (plus
 1 cm²) the airway area above. Leak control: an overlapping island larger than that is
@@ -24,11 +25,16 @@ the bowel does not end in a lung.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+
+# Seeds tried before the trace gives up.
+_MAX_SEEDS = 4
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,8 @@ class AirwayTrace:
 
 def trace_airways(air: np.ndarray, spacing, *, midline_index: float, min_area_cm2: float,
                   max_area_cm2: float, midline_mm: float, seed_search_mm: float, min_length_mm: float,
-                  growth: float, bridge_mm: float = 50.0, margin_mm: float = 20.0) -> AirwayTrace | None:
+                  growth: float, bridge_mm: float = 50.0, margin_mm: float = 20.0,
+                  centre_columns: np.ndarray | None = None) -> AirwayTrace | None:
     """Trace the trachea and main bronchi in an air mask.
 
     Parameters
@@ -60,6 +67,11 @@ def trace_airways(air: np.ndarray, spacing, *, midline_index: float, min_area_cm
         Longest stretch over which the trachea is followed through a larger island, in mm.
     margin_mm : float
         How far an island may shift from one slice to the next, in mm.
+    centre_columns : numpy.ndarray, optional
+        Per slice, the axis-2 index of the body's centre. A seed may also lie within
+        ``midline_mm`` of it: in a patient rolled about the long axis (or with a
+        scoliotic spine) the trachea, in front of the spine, is off the spine's column
+        but stays at the centre of the neck.
 
     Returns
     -------
@@ -67,32 +79,40 @@ def trace_airways(air: np.ndarray, spacing, *, midline_index: float, min_area_cm
         None when no airway is found.
     """
     pixel_cm2 = spacing[1] * spacing[2] / 100.0
-    min_pixels = min_area_cm2 / pixel_cm2
-    max_pixels = max_area_cm2 / pixel_cm2
-    top = air.shape[0] - 1
     search = max(1, int(math.ceil(seed_search_mm / spacing[0])))
-    seed = None
+    central = functools.partial(_central, midline_index=midline_index, centre_columns=centre_columns,
+                                reach=midline_mm / spacing[2])
+    # A seed whose trace is no airway (an apex's tip, gas of the oesophagus) gives way to
+    # the next one.
+    for k0, plane in itertools.islice(_seeds(air, search, min_area_cm2 / pixel_cm2, max_area_cm2 / pixel_cm2,
+                                             central), _MAX_SEEDS):
+        trace = _trace(air, k0, plane, spacing, search=search, max_pixels=max_area_cm2 / pixel_cm2,
+                       growth=growth, bridge_mm=bridge_mm, margin_mm=margin_mm, central=central)
+        if trace is not None and trace.length_mm >= min_length_mm:
+            return trace
+    return None
+
+
+def _seeds(air, search, min_pixels, max_pixels, central):
+    """Central air islands of the trachea's size in the top ``search`` slices: (slice, mask)
+    pairs, from the top down and, within a slice, the largest first."""
+    top = air.shape[0] - 1
     for k in range(top, max(top - search, -1), -1):
         labels, count = ndimage.label(air[k])
         if count == 0:
             continue
         sizes = np.bincount(labels.ravel(), minlength=count + 1)
         centres = ndimage.center_of_mass(np.ones_like(labels), labels, np.arange(1, count + 1))
-        best = None
-        for index in range(1, count + 1):
-            size = sizes[index]
-            if not min_pixels <= size <= max_pixels:
-                continue
-            if abs(centres[index - 1][1] - midline_index) * spacing[2] > midline_mm:
-                continue
-            if best is None or size > sizes[best]:
-                best = index
-        if best is not None:
-            seed = (k, labels == best)
-            break
-    if seed is None:
-        return None
-    k0, plane = seed
+        found = [index for index in range(1, count + 1)
+                 if min_pixels <= sizes[index] <= max_pixels and central(centres[index - 1][1], k)]
+        for index in sorted(found, key=lambda i: -sizes[i]):
+            yield k, labels == index
+
+
+def _trace(air, k0, plane, spacing, *, search, max_pixels, growth, bridge_mm, margin_mm, central):
+    """The airway followed from the seed ``plane`` of slice ``k0`` both ways; None unless it
+    ends in a lung."""
+    pixel_cm2 = spacing[1] * spacing[2] / 100.0
     mask = np.zeros(air.shape, dtype=bool)
     mask[k0] = plane
     margin = (max(1, int(math.ceil(margin_mm / spacing[1]))), max(1, int(math.ceil(margin_mm / spacing[2]))))
@@ -107,7 +127,7 @@ def trace_airways(air: np.ndarray, spacing, *, midline_index: float, min_area_cm
             if step == -1 and hit_lung:
                 reached_lung = True
             if hit_lung and bridged < bridge_slices:
-                bridge = _bridge(air[k + step], mask[k], accepted, midline_index, midline_mm, spacing)
+                bridge = _bridge(air[k + step], mask[k], accepted, functools.partial(central, k=k))
                 if bridge.any():
                     accepted = accepted | bridge
                     bridged += 1
@@ -116,16 +136,23 @@ def trace_airways(air: np.ndarray, spacing, *, midline_index: float, min_area_cm
             k += step
             mask[k] = accepted
             lowest = min(lowest, k)
-    highest = int(np.flatnonzero(mask.any(axis=(1, 2))).max())
-    length_mm = (highest - lowest + 1) * spacing[0]
-    if not reached_lung or length_mm < min_length_mm:
+    if not reached_lung:
         return None
+    highest = int(np.flatnonzero(mask.any(axis=(1, 2))).max())
     upper = mask[max(highest - search, 0):highest + 1]
     midline = float(np.argwhere(upper)[:, 2].mean())
-    return AirwayTrace(mask=mask, midline_index=midline, length_mm=length_mm)
+    return AirwayTrace(mask=mask, midline_index=midline, length_mm=(highest - lowest + 1) * spacing[0])
 
 
-def _bridge(plane, previous, accepted, midline_index, midline_mm, spacing) -> np.ndarray:
+def _central(column: float, k: int, *, midline_index: float, centre_columns, reach: float) -> bool:
+    """Whether an axis-2 ``column`` of slice ``k`` lies within ``reach`` voxels of the
+    midline, or of that slice's body centre when ``centre_columns`` is given."""
+    if abs(column - midline_index) <= reach:
+        return True
+    return centre_columns is not None and abs(column - centre_columns[k]) <= reach
+
+
+def _bridge(plane, previous, accepted, central) -> np.ndarray:
     """Air of ``plane`` under the footprint of each central airway island of ``previous``
     that found no island of its own in ``plane`` (grown by one voxel, at most its area)."""
     labels, count = ndimage.label(previous)
@@ -134,7 +161,7 @@ def _bridge(plane, previous, accepted, midline_index, midline_mm, spacing) -> np
         island = labels == index
         if (accepted & island).any():
             continue
-        if abs(np.argwhere(island)[:, 1].mean() - midline_index) * spacing[2] > midline_mm:
+        if not central(np.argwhere(island)[:, 1].mean()):
             continue
         grown = plane & ndimage.binary_dilation(island)
         if np.count_nonzero(grown) > np.count_nonzero(island):

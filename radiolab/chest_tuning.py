@@ -44,7 +44,8 @@ class ChestTuning:
     airway_min_area_cm2, airway_max_area_cm2 : float
         Area of a trachea or bronchus cross-section, in cm².
     airway_midline_mm : float
-        The trachea's centre lies within this distance of the body midline, in mm.
+        The trachea's centre lies within this distance of the body midline or of its
+        slice's body centre (a patient rolled about the long axis), in mm.
     airway_seed_search_mm : float
         The trachea is looked for in this many mm below the top slice.
     airway_min_length_mm : float

@@ -206,7 +206,7 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
             air, spacing, midline_index=midline, min_area_cm2=tuning.airway_min_area_cm2,
             max_area_cm2=tuning.airway_max_area_cm2, midline_mm=tuning.airway_midline_mm,
             seed_search_mm=tuning.airway_seed_search_mm, min_length_mm=tuning.airway_min_length_mm,
-            growth=tuning.airway_growth)
+            growth=tuning.airway_growth, centre_columns=centres[:, 1])
         if trace is None:
             notes.append("no trachea found (the scan may not reach it): no airway output")
         else:
