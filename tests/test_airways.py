@@ -45,3 +45,17 @@ def test_a_trachea_off_the_spine_column_is_found_at_the_body_centre():
     assert found is not None
     assert np.array_equal(found.mask, trachea)
     assert found.midline_index == pytest.approx(100.0)
+
+
+def test_a_trace_cut_short_is_taken_up_again_below_the_cut():
+    air, trachea = chest_air(60)
+    # One slice where noise joins 3.5 cm² of air to the trachea: followed from the top,
+    # the island is too large a step (more than twice the area above plus 1 cm²) and
+    # ends the trace 20 mm down, too short for an airway. Seeded at that slice, the
+    # trace takes the whole trachea, with that slice's island.
+    blob = np.zeros(SHAPE, dtype=bool)
+    blob[49, 40:50, 45:80] = True
+    air |= blob
+    found = trace_airways(air, SPACING, midline_index=60.0, **LIMITS)
+    assert found is not None
+    assert np.array_equal(found.mask, trachea | blob)
