@@ -4,9 +4,9 @@ In axial slices the trachea is a small round air island near the body midline, a
 from the lungs. It is found in the upper slices (the seed: the largest air island of
 ``min_area_cm2``-``max_area_cm2`` whose centre lies within ``midline_mm`` of the body
 midline or of the slice's body centre, in the ``seed_search_mm`` below the top; when
-its trace is no airway, the next one off that trace, up to four: noise that joins air
-to the trachea in one slice cuts a trace from above short, not one seeded below), then
-followed slice by slice towards
+its trace is no airway, the next one not wholly on that trace, up to 32: noise that
+joins air to the trachea in one slice cuts a trace from above short, not one seeded
+below), then followed slice by slice towards
 the feet: an island of the next slice belongs to the airway when it overlaps the airway
 of the slice above, is at most ``max_area_cm2`` and at most ``growth`` times (plus
 1 cm²) the airway area above. Leak control: an overlapping island larger than that is
@@ -36,7 +36,7 @@ import numpy as np
 from scipy import ndimage
 
 # Seeds tried before the trace gives up.
-_MAX_SEEDS = 4
+_MAX_SEEDS = 32
 
 
 @dataclass(frozen=True)
@@ -85,10 +85,10 @@ def trace_airways(air: np.ndarray, spacing, *, midline_index: float, min_area_cm
     central = functools.partial(_central, midline_index=midline_index, centre_columns=centre_columns,
                                 reach=midline_mm / spacing[2])
     # A seed whose trace is no airway (an apex's tip, gas of the oesophagus) gives way to
-    # the next one that the trace did not already pass through.
+    # the next one that is not wholly on a trace already followed.
     traced = np.zeros(air.shape, dtype=bool)
     seeds = (seed for seed in _seeds(air, search, min_area_cm2 / pixel_cm2, max_area_cm2 / pixel_cm2, central)
-             if not (traced[seed[0]] & seed[1]).any())
+             if not traced[seed[0]][seed[1]].all())
     for k0, plane in itertools.islice(seeds, _MAX_SEEDS):
         trace = _trace(air, k0, plane, spacing, search=search, max_pixels=max_area_cm2 / pixel_cm2,
                        growth=growth, bridge_mm=bridge_mm, margin_mm=margin_mm, central=central)
