@@ -139,24 +139,116 @@ def segment_lungs(volume: np.ndarray, spacing, settings, *, direction=IDENTITY_D
                             airways=None if airways is None else orient.from_canonical(airways), notes=notes)
 
 
+@dataclass(frozen=True)
+class _Envelope:
+    """What the body envelope tells the later steps (canonical order, full grid)."""
+
+    inside: np.ndarray  # the envelope, on its coarse grid
+    steps: tuple  # the coarse grid's step along each axis, in voxels
+    centres: np.ndarray  # per slice, the (row, column) of the envelope's centroid
+    spine: float | None  # the spine's column, if seen
+    circle: np.ndarray | None  # the scan circle's fill, if any
+
+
 def _segment(volume, spacing, settings, *, planar, notes, rejected):
     """Steps 1-6 on a canonical volume (masks slice by slice when ``planar``); None if no lung."""
     import cc3d
 
-    from radiolab._bitmorph import BelowThreshold
-    from radiolab.lung import _opening, bounding_box
+    from radiolab.lung import bounding_box
 
     tuning = settings.chest
     work_spacing = (_UNCOUPLED_MM,) + tuple(spacing[1:]) if planar else tuple(spacing)
-    if settings.threshold_hu > settings.clip_hu:
-        # Thresholded slab by slab in the opening's threads: no boolean candidate volume.
-        circle = body.scan_circle_fill(volume, air_floor_hu=tuning.air_floor_hu, air_hu=tuning.gas_air_hu)
-        # A fill in the air range is moved below the floor for the candidates only.
-        source = volume if circle is None else np.where(circle, np.asarray(tuning.air_floor_hu - 1, volume.dtype),
-                                                        volume)
-        candidates = BelowThreshold(source, settings.threshold_hu, floor=tuning.air_floor_hu)
-    else:
+    if settings.threshold_hu <= settings.clip_hu:
         return None
+    if planar:
+        min_voxels = tuning.min_area_cm2 * 100.0 / (spacing[1] * spacing[2])
+    else:
+        min_voxels = settings.min_island / (float(np.prod(spacing)) / 1000.0)
+    found = _air_in_body(volume, spacing, settings, work_spacing, min_voxels, rejected)
+    if found is None:
+        return None
+    air, from_outside, envelope = found
+    midline = body.midline_index(envelope.inside, envelope.steps) if envelope.spine is None else envelope.spine
+    airways = None
+    if not planar:
+        trace = airway_trace.trace_airways(
+            air, spacing, midline_index=midline, min_area_cm2=tuning.airway_min_area_cm2,
+            max_area_cm2=tuning.airway_max_area_cm2, midline_mm=tuning.airway_midline_mm,
+            seed_search_mm=tuning.airway_seed_search_mm, min_length_mm=tuning.airway_min_length_mm,
+            growth=tuning.airway_growth, centre_columns=envelope.centres[:, 1])
+        if trace is None:
+            notes.append("no trachea found (the scan may not reach it): no airway output")
+        else:
+            airways = trace.mask
+            air &= ~airways
+            midline = trace.midline_index
+    box = bounding_box(air)
+    if box is None:
+        return None
+    labels, count = cc3d.connected_components(np.ascontiguousarray(air[box]), connectivity=6, return_N=True)
+    del air
+    lungs = _lung_islands(labels, count, box, volume, spacing, tuning, envelope, from_outside, min_voxels, planar,
+                          rejected)
+    del labels
+    if lungs is None:
+        return None
+    lone_midline = midline
+    if envelope.spine is None and airways is None and body.cut_at_the_sides(
+            envelope.inside, envelope.steps, np.flatnonzero(lungs.any(axis=(1, 2))) + box[0].start):
+        # Neither spine nor trachea, and a body cut at the sides: the envelope's centre is
+        # the crop's. A single lung then goes by its own form: its medial surface (hilum,
+        # heart) is concave, its costal surface convex.
+        towards_left = _medial_towards_left(lungs)
+        if towards_left is not None:
+            lone_midline = float(volume.shape[2] if towards_left else -1)
+    sides_box = _split(lungs, spacing, midline - box[2].start, tuning.side_min_share, planar,
+                       lone_midline - box[2].start)
+    if tuning.midline_air_mm is not None and _on_the_midline(sides_box, box, envelope.centres, envelope.inside,
+                                                             envelope.steps, spacing, tuning.midline_air_mm):
+        rejected["air on the midline"] += 1
+        return None
+    sub_volume = volume[box]
+    box_centres = envelope.centres[box[0]] - np.array([box[1].start, box[2].start], dtype=float)
+
+    def grow(side):
+        return _grow_side(sides_box, side, sub_volume, box_centres, settings, spacing, work_spacing,
+                          planar=planar, midline_index=midline - box[2].start)
+
+    # The two lungs are grown independently, on threads when kernels may use them.
+    results = _on_threads(grow, (RIGHT, LEFT))
+    grown = {side: closed for side, closed in zip((RIGHT, LEFT), results) if closed is not None}
+    sides_out = np.zeros(volume.shape, dtype=np.uint8)
+    view = sides_out[box]
+    for side, other in ((RIGHT, LEFT), (LEFT, RIGHT)):
+        if side in grown:
+            # Each lung keeps its own voxels where the two grown lungs meet.
+            view[grown[side] & (view == 0) & (sides_box != other)] = side
+    _separate(view)
+    if airways is not None:
+        sides_out[airways] = 0
+        _clear_airway_walls(sides_out, airways, volume, spacing, wall_mm=tuning.airway_wall_mm,
+                            threshold_hu=settings.threshold_hu)
+    return sides_out > 0, sides_out, airways
+
+
+def _air_in_body(volume, spacing, settings, work_spacing, min_voxels, rejected):
+    """Steps 1-2: the opened air-like islands that lie inside the body.
+
+    Returns (air, from_outside, body) or None when no candidate exists; ``from_outside``
+    marks lungs cut free from the outside air (None if none was joined to it).
+    """
+    import cc3d
+
+    from radiolab._bitmorph import BelowThreshold
+    from radiolab.lung import _opening
+
+    tuning = settings.chest
+    # Thresholded slab by slab in the opening's threads: no boolean candidate volume.
+    circle = body.scan_circle_fill(volume, air_floor_hu=tuning.air_floor_hu, air_hu=tuning.gas_air_hu)
+    # A fill in the air range is moved below the floor for the candidates only.
+    source = volume if circle is None else np.where(circle, np.asarray(tuning.air_floor_hu - 1, volume.dtype),
+                                                    volume)
+    candidates = BelowThreshold(source, settings.threshold_hu, floor=tuning.air_floor_hu)
     opened = _opening(candidates, work_spacing, settings, "fast")
     del candidates, source
     labels, count = cc3d.connected_components(opened, connectivity=6, return_N=True)
@@ -166,16 +258,10 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
     inside, steps = body.envelope(volume, spacing, body_hu=tuning.body_hu, padding_hu=tuning.padding_hu,
                                   grid_mm=tuning.body_grid_mm)
     share, pure = body.outside_share(labels, count, inside, steps, volume, air_hu=tuning.gas_air_hu)
-    spine = body.spine_midline(volume, inside, steps, spacing)
-    midline = body.midline_index(inside, steps) if spine is None else spine
-    centres = body.slice_centres(inside, steps, volume.shape[0])
+    envelope = _Envelope(inside=inside, steps=steps, centres=body.slice_centres(inside, steps, volume.shape[0]),
+                  spine=body.spine_midline(volume, inside, steps, spacing), circle=circle)
     in_body = (share <= tuning.outside_fraction) | (pure < tuning.gas_min_air_fraction)
     in_body[0] = False
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    if planar:
-        min_voxels = tuning.min_area_cm2 * 100.0 / (spacing[1] * spacing[2])
-    else:
-        min_voxels = settings.min_island / voxel_ml
     candidate_sizes = _voxel_counts(labels, count)
     rejected["outside air"] += int(np.count_nonzero(~in_body[1:] & (candidate_sizes[1:] >= min_voxels)))
     air = _lookup(in_body, labels)
@@ -199,25 +285,14 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
                               outside_fraction=tuning.outside_fraction)
         if np.count_nonzero(freed) >= min_voxels:
             air &= ~island | freed
-    del labels
-    airways = None
-    if not planar:
-        trace = airway_trace.trace_airways(
-            air, spacing, midline_index=midline, min_area_cm2=tuning.airway_min_area_cm2,
-            max_area_cm2=tuning.airway_max_area_cm2, midline_mm=tuning.airway_midline_mm,
-            seed_search_mm=tuning.airway_seed_search_mm, min_length_mm=tuning.airway_min_length_mm,
-            growth=tuning.airway_growth, centre_columns=centres[:, 1])
-        if trace is None:
-            notes.append("no trachea found (the scan may not reach it): no airway output")
-        else:
-            airways = trace.mask
-            air &= ~airways
-            midline = trace.midline_index
-    box = bounding_box(air)
-    if box is None:
-        return None
-    labels, count = cc3d.connected_components(np.ascontiguousarray(air[box]), connectivity=6, return_N=True)
-    del air
+    return air, from_outside, envelope
+
+
+def _lung_islands(labels, count, box, volume, spacing, tuning, envelope, from_outside, min_voxels, planar, rejected):
+    """Step 4: which of the air islands ``labels`` (1..count, on ``box``) are lung, as a
+    mask on the box; None if none is."""
+    import cc3d
+
     stats = cc3d.statistics(labels, no_slice_conversion=True)
     keep = np.zeros(count + 1, dtype=bool)
     gas_like = {}
@@ -243,7 +318,7 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
             continue
         if (content.inside_voxels < tuning.air_min_inside_voxels
                 or content.vessel_fraction < tuning.gas_max_vessel_fraction) and body.touches_fill(
-                    island, volume, full_box, circle, air_floor_hu=tuning.air_floor_hu):
+                    island, volume, full_box, envelope.circle, air_floor_hu=tuning.air_floor_hu):
             # Air at the scan circle's fill without vessels lies outside the patient (in
             # a hollow table); a lung that the circle cuts holds vessels.
             counted["outside air"] += 1
@@ -272,66 +347,37 @@ def _segment(volume, spacing, settings, *, planar, notes, rejected):
                 rejected["gut gas"] += 1
     if not keep.any():
         return None
-    lungs = _lookup(keep, labels)
-    del labels
-    lone_midline = midline
-    if spine is None and airways is None and body.cut_at_the_sides(
-            inside, steps, np.flatnonzero(lungs.any(axis=(1, 2))) + box[0].start):
-        # Neither spine nor trachea, and a body cut at the sides: the envelope's centre is
-        # the crop's. A single lung then goes by its own form: its medial surface (hilum,
-        # heart) is concave, its costal surface convex.
-        towards_left = _medial_towards_left(lungs)
-        if towards_left is not None:
-            lone_midline = float(volume.shape[2] if towards_left else -1)
-    sides_box = _split(lungs, spacing, midline - box[2].start, tuning.side_min_share, planar,
-                       lone_midline - box[2].start)
-    if tuning.midline_air_mm is not None and _on_the_midline(sides_box, box, centres, inside, steps, spacing,
-                                                             tuning.midline_air_mm):
-        rejected["air on the midline"] += 1
+    return _lookup(keep, labels)
+
+
+def _grow_side(sides_box, side, sub_volume, box_centres, settings, spacing, work_spacing, *, planar,
+               midline_index):
+    """Step 6 for one lung (box coordinates): closed, its costal bites filled, limited at its
+    medial surface and its partial-volume rim peeled; None if the side is absent."""
+    tuning = settings.chest
+    lung = sides_box == side
+    if not lung.any():
         return None
-    sub_volume = volume[box]
-    box_centres = centres[box[0]] - np.array([box[1].start, box[2].start], dtype=float)
     radius = settings.closing_radii[0] if settings.closing_radii else 0.0
-
-    def grow(side):
-        lung = sides_box == side
-        if not lung.any():
-            return None
-        closed = pleura.close_lung(lung, work_spacing if not planar else spacing, radius, planar=planar)
-        if tuning.pleural_max_hu is not None:
-            low = settings.threshold_hu if tuning.pleural_min_hu is None else tuning.pleural_min_hu
-            closed |= pleura.pleural_fill(closed, sub_volume, box_centres, min_hu=low,
-                                          max_hu=tuning.pleural_max_hu,
-                                          min_below=tuning.pleural_hole_min_below,
-                                          wall_gap_deg=tuning.pleural_wall_gap_deg,
-                                          wall_min_bite_mm2=tuning.pleural_wall_min_bite_mm2,
-                                          front_mm=tuning.pleural_front_mm,
-                                          pixel_mm2=float(spacing[1] * spacing[2]))
-        # The limit comes from voxels that are mostly lung, not from the partial-volume
-        # rim, which reaches past the pleura.
-        core = lung & (sub_volume < tuning.medial_core_hu)
-        # The lung's own voxels stay; what the closing and the envelope added stops there.
-        closed = lung | pleura.medial_limit(closed & ~lung, core, side, midline - box[2].start)
-        if tuning.surface_hu is not None:
-            closed = pleura.peel_rim(closed, sub_volume, spacing, surface_hu=tuning.surface_hu,
-                                     threshold_hu=settings.threshold_hu, depth_mm=tuning.surface_mm)
-        return closed
-
-    # The two lungs are grown independently, on threads when kernels may use them.
-    results = _on_threads(grow, (RIGHT, LEFT))
-    grown = {side: closed for side, closed in zip((RIGHT, LEFT), results) if closed is not None}
-    sides_out = np.zeros(volume.shape, dtype=np.uint8)
-    view = sides_out[box]
-    for side, other in ((RIGHT, LEFT), (LEFT, RIGHT)):
-        if side in grown:
-            # Each lung keeps its own voxels where the two grown lungs meet.
-            view[grown[side] & (view == 0) & (sides_box != other)] = side
-    _separate(view)
-    if airways is not None:
-        sides_out[airways] = 0
-        _clear_airway_walls(sides_out, airways, volume, spacing, wall_mm=tuning.airway_wall_mm,
-                            threshold_hu=settings.threshold_hu)
-    return sides_out > 0, sides_out, airways
+    closed = pleura.close_lung(lung, work_spacing if not planar else spacing, radius, planar=planar)
+    if tuning.pleural_max_hu is not None:
+        low = settings.threshold_hu if tuning.pleural_min_hu is None else tuning.pleural_min_hu
+        closed |= pleura.pleural_fill(closed, sub_volume, box_centres, min_hu=low,
+                                      max_hu=tuning.pleural_max_hu,
+                                      min_below=tuning.pleural_hole_min_below,
+                                      wall_gap_deg=tuning.pleural_wall_gap_deg,
+                                      wall_min_bite_mm2=tuning.pleural_wall_min_bite_mm2,
+                                      front_mm=tuning.pleural_front_mm,
+                                      pixel_mm2=float(spacing[1] * spacing[2]))
+    # The limit comes from voxels that are mostly lung, not from the partial-volume
+    # rim, which reaches past the pleura.
+    core = lung & (sub_volume < tuning.medial_core_hu)
+    # The lung's own voxels stay; what the closing and the envelope added stops there.
+    closed = lung | pleura.medial_limit(closed & ~lung, core, side, midline_index)
+    if tuning.surface_hu is not None:
+        closed = pleura.peel_rim(closed, sub_volume, spacing, surface_hu=tuning.surface_hu,
+                                 threshold_hu=settings.threshold_hu, depth_mm=tuning.surface_mm)
+    return closed
 
 
 def _voxel_counts(labels: np.ndarray, count: int, *, block: int = 1 << 20) -> np.ndarray:
