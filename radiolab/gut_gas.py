@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+from radiolab.planar import fill_holes_in_plane
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,7 @@ def island_content(volume: np.ndarray, island: np.ndarray, spacing, *, air_hu: f
     if values.size == 0:
         return IslandContent(0.0, 0.0, 0, 0.0)
     air_fraction = float(np.mean(values < air_hu))
-    filled = np.empty_like(sub_island)
-    for k in range(sub_island.shape[0]):
-        filled[k] = ndimage.binary_fill_holes(sub_island[k])
+    filled = fill_holes_in_plane(sub_island)
     sub_spacing = tuple(s * t for s, t in zip(spacing, steps))
     # In-plane depth: thick slices would otherwise leave no inside at all.
     depth = np.empty(filled.shape, dtype=np.float32)
