@@ -260,6 +260,24 @@ def test_consolidation_inserted_into_the_whole_chest_stays_in_the_mask(whole_che
     assert np.mean(kept) >= 0.55
 
 
+@pytest.mark.parametrize("depth_mm", [15.0, 30.0])
+def test_a_layered_pleural_effusion_stays_out_of_the_mask(whole_chest, depth_mm):
+    image, volume, result = whole_chest
+    spacing = image.GetSpacing()[::-1]
+    # Fluid (10 +- 8 HU) fills the dependent (posterior) part of both lungs up to a level
+    # plane, as a free effusion of a supine patient: 92 and 565 mL. Fluid is not lung.
+    # Measured: 6 % and 1 % of it in the mask. Canonical rows grow towards the back;
+    # this scan has the identity direction.
+    rows = np.flatnonzero(result.mask.any(axis=(0, 2)))
+    level = rows.max() - depth_mm / spacing[1]
+    fluid = result.mask & (np.arange(volume.shape[1])[None, :, None] > level)
+    wet = volume.astype(np.float32)
+    wet[fluid] = 10.0 + np.random.default_rng(0).normal(0.0, 8.0, np.count_nonzero(fluid))
+    found = segment(image, wet)
+    assert np.count_nonzero(fluid) * np.prod(spacing) / 1000.0 > 80.0
+    assert found.mask[fluid].mean() <= 0.1
+
+
 @pytest.mark.parametrize("first", [0, 20, 40])
 def test_thin_slabs_of_the_whole_chest_agree_with_the_whole_scan(whole_chest, first):
     image, volume, result = whole_chest
