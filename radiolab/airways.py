@@ -90,12 +90,9 @@ def trace_airways(air: np.ndarray, spacing, *, midline_index: float, min_area_cm
     seeds = (seed for seed in _seeds(air, search, min_area_cm2 / pixel_cm2, max_area_cm2 / pixel_cm2, central)
              if not traced[seed[0]][seed[1]].all())
     for k0, plane in itertools.islice(seeds, _MAX_SEEDS):
-        trace = _trace(air, k0, plane, spacing, search=search, max_pixels=max_area_cm2 / pixel_cm2,
-                       growth=growth, bridge_mm=bridge_mm, margin_mm=margin_mm, central=central)
-        if trace is None:
-            traced[k0] |= plane
-            continue
-        if trace.length_mm >= min_length_mm:
+        trace, ends_in_lung = _trace(air, k0, plane, spacing, search=search, max_pixels=max_area_cm2 / pixel_cm2,
+                                     growth=growth, bridge_mm=bridge_mm, margin_mm=margin_mm, central=central)
+        if ends_in_lung and trace.length_mm >= min_length_mm:
             return trace
         traced |= trace.mask
     return None
@@ -118,7 +115,7 @@ def _seeds(air, search, min_pixels, max_pixels, central):
 
 
 def _trace(air, k0, plane, spacing, *, search, max_pixels, growth, bridge_mm, margin_mm, central):
-    """The airway followed from the seed ``plane`` of slice ``k0`` both ways; None unless it
+    """The airway followed from the seed ``plane`` of slice ``k0`` both ways, and whether it
     ends in a lung."""
     pixel_cm2 = spacing[1] * spacing[2] / 100.0
     mask = np.zeros(air.shape, dtype=bool)
@@ -144,12 +141,10 @@ def _trace(air, k0, plane, spacing, *, search, max_pixels, growth, bridge_mm, ma
             k += step
             mask[k] = accepted
             lowest = min(lowest, k)
-    if not reached_lung:
-        return None
     highest = int(np.flatnonzero(mask.any(axis=(1, 2))).max())
     upper = mask[max(highest - search, 0):highest + 1]
     midline = float(np.argwhere(upper)[:, 2].mean())
-    return AirwayTrace(mask=mask, midline_index=midline, length_mm=(highest - lowest + 1) * spacing[0])
+    return AirwayTrace(mask=mask, midline_index=midline, length_mm=(highest - lowest + 1) * spacing[0]), reached_lung
 
 
 def _central(column: float, k: int, *, midline_index: float, centre_columns, reach: float) -> bool:
