@@ -35,18 +35,25 @@ def erode_in_plane(mask: np.ndarray, *, outside: bool = False) -> np.ndarray:
     return out
 
 
-def fill_holes_in_plane(mask: np.ndarray) -> np.ndarray:
-    """``binary_fill_holes`` of each slice (last two axes) of a 3-D mask.
+def holes_in_plane(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The background of each slice (last two axes) in pieces, and which pieces are holes.
 
-    A hole is a piece of a slice's background (4-connected, as ``binary_fill_holes``
-    grows it) that does not reach that slice's edge.
+    Returns ``(labels, hole)``: ``labels`` numbers the 4-connected pieces of each slice's
+    background (as ``binary_fill_holes`` grows it; 0 on the mask), ``hole[i]`` is True
+    for a piece that does not reach its slice's edge (False for 0).
     """
-    structure = np.zeros((3, 3, 3), dtype=bool)
-    structure[1] = ndimage.generate_binary_structure(2, 1)
+    structure = ndimage.generate_binary_structure(2, 1)
+    if mask.ndim == 3:
+        structure = np.stack([np.zeros_like(structure), structure, np.zeros_like(structure)])
     labels, count = ndimage.label(~mask, structure)
-    reaches_edge = np.zeros(count + 1, dtype=bool)
-    for face in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
-        reaches_edge[face] = True
-    # Label 0 is the mask itself.
-    reaches_edge[0] = True
-    return mask | ~reaches_edge[labels]
+    hole = np.ones(count + 1, dtype=bool)
+    for face in (labels[..., 0, :], labels[..., -1, :], labels[..., :, 0], labels[..., :, -1]):
+        hole[face] = False
+    hole[0] = False
+    return labels, hole
+
+
+def fill_holes_in_plane(mask: np.ndarray) -> np.ndarray:
+    """``binary_fill_holes`` of each slice (last two axes) of a mask."""
+    labels, hole = holes_in_plane(mask)
+    return mask | hole[labels]

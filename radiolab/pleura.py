@@ -44,7 +44,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from radiolab.planar import erode_in_plane
+from radiolab.planar import erode_in_plane, holes_in_plane
 
 RIGHT, LEFT = 1, 2
 # How far beyond the lung's extent in a slice a bite may be carried to the wall, in mm.
@@ -275,17 +275,12 @@ def _held_holes(plane, below, tissue, *, min_below, max_bite):
     at least ``min_below`` of its pixels have lung, or what was added to it, in the
     slice below, and when it is at most ``max_bite`` times the slice's lung.
     """
-    # The holes: pieces of the background (4-connected, as `binary_fill_holes` grows it)
-    # that do not reach the image's edge.
-    labels, count = ndimage.label(~plane)
-    on_edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    if count == on_edge.size - (0 in on_edge):
+    labels, hole = holes_in_plane(plane)
+    if not hole.any():
         return np.zeros_like(plane)
-    area = np.bincount(labels.ravel(), minlength=count + 1)
-    area[on_edge] = 0
-    held = np.bincount(labels.ravel(), weights=below.ravel(), minlength=count + 1)
-    keep = (area > 0) & (held >= min_below * area) & (area <= max_bite * np.count_nonzero(plane))
-    keep[0] = False
+    area = np.bincount(labels.ravel(), minlength=hole.size)
+    held = np.bincount(labels.ravel(), weights=below.ravel(), minlength=hole.size)
+    keep = hole & (held >= min_below * area) & (area <= max_bite * np.count_nonzero(plane))
     return keep[labels] & tissue
 
 
